@@ -1,0 +1,47 @@
+# shellcheck shell=bash
+# Shared helpers for the project's scripts: sourced, never run.
+set -euo pipefail
+
+PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PROJECT_ROOT
+VENV="${VENV:-$PROJECT_ROOT/.venv}"
+# Debian's docker.io client: the machine's own docker on PATH may be a newer
+# client only, so call the one that matches the engine we start.
+DOCKER="${DOCKER:-/usr/bin/docker}"
+IMAGE_REPO="${IMAGE_REPO:-wpha/debian}"
+APT_CACHE_PORT="${APT_CACHE_PORT:-3142}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() {
+  printf 'ERROR: %s\n' "$1" >&2
+  [ $# -gt 1 ] && printf 'How to fix: %s\n' "$2" >&2
+  exit 1
+}
+
+require_root() {
+  [ "$(id -u)" -eq 0 ] || die "this command must run as root (it installs packages and starts the Docker engine)." \
+    "run it again as root, for example: sudo make ${1:-setup}"
+}
+
+require_debian() {
+  [ -r /etc/debian_version ] && command -v apt-get >/dev/null ||
+    die "this machine is not Debian: the harness installs docker.io, debootstrap and apt-cacher-ng with apt-get." \
+      "use a Debian 12 or 13 machine (or VM) as the control node."
+}
+
+apt_install() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "Installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+activate_venv() {
+  [ -x "$VENV/bin/ansible-playbook" ] || die "the project virtualenv is missing ($VENV)." "run: make setup"
+  export PATH="$VENV/bin:$PATH"
+  export ANSIBLE_CONFIG="$PROJECT_ROOT/ansible.cfg"
+}
