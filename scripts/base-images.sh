@@ -27,7 +27,7 @@ for release in "${releases[@]}"; do
   http_proxy="$proxy" debootstrap --variant=minbase \
     --include=python3,python3-apt,systemd,systemd-sysv,dbus,iproute2,ca-certificates,procps \
     "$release" "$rootfs" "$MIRROR" >"/var/tmp/debootstrap-$release.log" 2>&1 ||
-    die "debootstrap $release failed (log: /var/tmp/debootstrap-$release.log)." "check that $MIRROR is reachable, then run: make setup"
+    die "debootstrap $release failed (log: /var/tmp/debootstrap-$release.log)." "check that $MIRROR is reachable, then run: ./bin/setup"
   install -m 0755 "$PROJECT_ROOT/scripts/files/apt-proxy-detect" "$rootfs/usr/local/bin/apt-proxy-detect"
   printf 'Acquire::http::Proxy-Auto-Detect "/usr/local/bin/apt-proxy-detect";\n' >"$rootfs/etc/apt/apt.conf.d/01proxy-detect"
   # Containers need no getty or udev; masking them keeps boot quick and quiet.

@@ -13,18 +13,24 @@ if "$DOCKER" info >/dev/null 2>&1; then
   exit 0
 fi
 
-if [ -d /run/systemd/system ]; then
+DOCKERD="${DOCKERD:-/usr/sbin/dockerd}"
+DOCKERD_LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
+pid=""
+if [ -d /run/systemd/system ] && [ "$DOCKERD" = /usr/sbin/dockerd ]; then
   log "Starting docker.service"
   systemctl start docker || true
 else
-  log "Starting dockerd in the background (log: /var/log/dockerd.log)"
-  nohup /usr/sbin/dockerd >/var/log/dockerd.log 2>&1 &
+  log "Starting dockerd in the background (log: $DOCKERD_LOG)"
+  nohup "$DOCKERD" >"$DOCKERD_LOG" 2>&1 &
+  pid=$!
 fi
 
-for _ in $(seq 1 30); do
+for _ in $(seq 1 "${DOCKERD_WAIT:-30}"); do
   "$DOCKER" info >/dev/null 2>&1 && exit 0
+  # A daemon that already died will not answer later: say so now.
+  if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then break; fi
   sleep 1
 done
-tail -n 20 /var/log/dockerd.log >&2 2>/dev/null || true
-die "the Docker engine did not start within 30 s (see /var/log/dockerd.log above)." \
-  "check that this machine allows containers (kernel with cgroups and overlayfs, not an unprivileged container itself), then run: make setup"
+tail -n 20 "$DOCKERD_LOG" >&2 2>/dev/null || true
+die "the Docker engine did not start (see $DOCKERD_LOG above)." \
+  "check that this machine can run containers (cgroups, overlayfs, iptables; not itself an unprivileged container), then run: ./bin/setup"

@@ -20,7 +20,7 @@ die() {
 
 require_root() {
   [ "$(id -u)" -eq 0 ] || die "this command must run as root (it installs packages and starts the Docker engine)." \
-    "run it again as root, for example: sudo make ${1:-setup}"
+    "run it again as root, for example: sudo ./bin/${1:-setup}"
 }
 
 require_debian() {
@@ -41,7 +41,7 @@ apt_install() {
 }
 
 activate_venv() {
-  [ -x "$VENV/bin/ansible-playbook" ] || die "the project virtualenv is missing ($VENV)." "run: make setup"
+  [ -x "$VENV/bin/ansible-playbook" ] || die "the project virtualenv is missing ($VENV)." "run: ./bin/setup"
   export PATH="$VENV/bin:$PATH"
   export ANSIBLE_CONFIG="$PROJECT_ROOT/ansible.cfg"
 }
