@@ -9,6 +9,14 @@ require_debian
 
 apt_install docker.io iptables
 
+# Every systemd container takes several inotify instances; the kernel's default
+# of 128 per user stops the 13th or so from booting (it exits at once, code 255).
+if [ "$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 1024)" -lt 1024 ]; then
+  log "Raising fs.inotify.max_user_instances to 1024 for systemd containers"
+  sysctl -qw fs.inotify.max_user_instances=1024 ||
+    log "WARNING: could not raise fs.inotify.max_user_instances; large labs may fail to boot"
+fi
+
 if "$DOCKER" info >/dev/null 2>&1; then
   exit 0
 fi
