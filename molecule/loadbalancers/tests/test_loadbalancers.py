@@ -1,0 +1,351 @@
+"""Behaviour of the HAProxy + keepalived pair, observed from the client container.
+
+The client resolves www.example.test and admin.example.test to the VIP and
+trusts the lab CA through its system trust store. Figures measured here
+(distributions, takeover time, lost requests) are printed (pytest -s) and
+written to artifacts/loadbalancers-<distro>.txt at the project root.
+"""
+
+import base64
+import collections
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+import time
+
+import pytest
+import testinfra
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+VIP = "10.213.10.100"
+CLIENT_IP = "10.213.10.51"
+SITE = "www.example.test"
+STATS = "http://10.213.10.11:8404/stats"
+STATS_AUTH = "admin:lbs-stats-secret"
+CA = "/usr/local/share/ca-certificates/wpha-lab-ca.crt"
+DISTRO = os.environ.get("MOLECULE_DISTRO", "trixie")
+ARTIFACT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "artifacts" / f"loadbalancers-{DISTRO}.txt"
+
+ARTIFACT.unlink(missing_ok=True)
+testinfra_hosts = ["ansible://lbs-client?ansible_inventory=" + INVENTORY]
+
+
+def node(name):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+lb1, lb2, web1 = node("lbs-lb1"), node("lbs-lb2"), node("lbs-web1")
+
+
+def report(line):
+    print(line)
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    with ARTIFACT.open("a") as f:
+        f.write(line + "\n")
+
+
+def fetch(host, path, n=1, opts="", site=SITE):
+    """n requests in one curl run (URL globbing); one JSON body per request."""
+    url = f"https://{site}{path}" + (f"?n=[1-{n}]" if n > 1 else "")
+    out = host.check_output(f"curl -sf --max-time 20 {opts} '{url}'")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def servers(bodies):
+    return collections.Counter(b["server"] for b in bodies)
+
+
+def has_vip(lb):
+    return f" {VIP}/" in lb.check_output("ip -4 -o addr show dev eth0")
+
+
+def start_loop(host, url, seconds, interval, out):
+    script = base64.b64encode(pathlib.Path(__file__).with_name("loop.py").read_bytes()).decode()
+    host.run_test(f"echo {script} | base64 -d > /tmp/loop.py")
+    unit = "lbs-loop-" + str(int(time.time() * 1000))
+    host.run_expect([0], f"systemd-run --unit={unit} --collect python3 /tmp/loop.py {url} {seconds} {interval} {out}")
+
+
+def wait_loop(host, out, limit):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        lines = host.check_output(f"cat {out} 2>/dev/null || true").splitlines()
+        if lines and json.loads(lines[-1]).get("done"):
+            return [json.loads(line) for line in lines[:-1]]
+        time.sleep(0.5)
+    pytest.fail(f"request loop {out} did not finish within {limit}s")
+
+
+def stats_rows(host):
+    out = host.check_output(f"curl -sf -u {STATS_AUTH} '{STATS};csv'")
+    head, *rows = out.splitlines()
+    keys = head.lstrip("# ").split(",")
+    return [dict(zip(keys, r.split(","))) for r in rows]
+
+
+def server_status(host, backend, server):
+    return next(r["status"] for r in stats_rows(host) if r["pxname"] == backend and r["svname"] == server)
+
+
+# ---------------------------------------------------------------- balancing
+
+
+def test_vip_is_held_by_the_master():
+    assert has_vip(lb1)
+    assert not has_vip(lb2)
+
+
+def test_roundrobin_splits_requests_evenly(host):
+    count = servers(fetch(host, "/", 100))
+    report(f"roundrobin, 100 requests: {dict(count)}")
+    assert set(count) == {"lbs-web1", "lbs-web2"}
+    assert 40 <= count["lbs-web1"] <= 60
+
+
+def test_weights_3_to_1_split_75_25(host):
+    count = servers(fetch(host, "/t/weighted", 100))
+    report(f"weights 3:1, 100 requests: {dict(count)}")
+    assert 65 <= count["lbs-web1"] <= 85
+
+
+def test_source_balance_pins_the_client_to_one_backend(host):
+    count = servers(fetch(host, "/t/source", 100))
+    report(f"balance source, 100 requests: {dict(count)}")
+    assert len(count) == 1 and sum(count.values()) == 100
+
+
+def test_cookie_persistence_keeps_a_client_on_one_backend(host):
+    without = servers(fetch(host, "/t/cookie", 20))
+    assert len(without) == 2, "without the cookie requests are balanced"
+    host.run("rm -f /tmp/jar")
+    count = servers(fetch(host, "/t/cookie", 100, "-c /tmp/jar -b /tmp/jar"))
+    report(f"cookie persistence, 100 requests with a cookie jar: {dict(count)}")
+    assert len(count) == 1
+    assert "LBSERVER" in host.check_output("cat /tmp/jar")
+
+
+def test_source_stickiness_keeps_a_client_on_one_backend(host):
+    count = servers(fetch(host, "/t/pinned", 100))
+    report(f"stick on src (leastconn), 100 requests: {dict(count)}")
+    assert len(count) == 1
+
+
+# ---------------------------------------------------------------- headers and TLS
+
+
+def test_backends_see_client_address_and_https(host):
+    body = fetch(host, "/headers")[0]
+    assert body["peer"] in ("10.213.10.11", "10.213.10.12"), "the backend talks to a load balancer"
+    assert body["headers"]["x-forwarded-for"] == CLIENT_IP
+    assert body["headers"]["x-forwarded-proto"] == "https"
+
+
+def test_https_is_verified_against_the_lab_ca(host):
+    # Verification on (no -k), with the lab CA as the only trust anchor.
+    host.run_expect([0], f"curl -sf --cacert {CA} --capath /nonexistent https://{SITE}/")
+    # And it really is verified: an unrelated CA makes the same request fail.
+    host.run_test("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other"
+                  " -keyout /tmp/other.key -out /tmp/other.crt -days 1 2>/dev/null")
+    assert host.run(f"curl -sf --cacert /tmp/other.crt --capath /nonexistent https://{SITE}/").rc == 60
+
+
+def test_http_is_redirected_to_https(host):
+    out = host.check_output(f"curl -s -o /dev/null -w '%{{http_code}} %{{redirect_url}}' http://{SITE}/a?b=1")
+    assert out == f"301 https://{SITE}/a?b=1"
+
+
+def test_hsts_header_is_sent(host):
+    headers = host.check_output(f"curl -sf -D - -o /dev/null https://{SITE}/").lower()
+    assert "strict-transport-security: max-age=63072000" in headers
+
+
+def test_tls_1_1_is_refused_by_the_server(host):
+    # OpenSSL 3 clients refuse TLS 1.1 at the default security level; SECLEVEL=0
+    # lets this client offer it. A local TLS 1.1 server proves the client can.
+    host.run_test("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost"
+                  " -keyout /tmp/s.key -out /tmp/s.crt -days 1 2>/dev/null")
+    host.run_test("systemd-run --unit=lbs-tls11-$(date +%s%N) --collect timeout 10 openssl s_server -accept 127.0.0.1:4433"
+                  " -tls1_1 -cipher DEFAULT@SECLEVEL=0 -cert /tmp/s.crt -key /tmp/s.key -www")
+    time.sleep(1)
+    control = host.run("openssl s_client -connect 127.0.0.1:4433 -tls1_1 -cipher DEFAULT@SECLEVEL=0 </dev/null 2>&1")
+    assert control.rc == 0, control.stdout
+    assert "TLSv1.1" in control.stdout and "Cipher is (NONE)" not in control.stdout
+    refused = host.run(f"openssl s_client -connect {VIP}:443 -servername {SITE} -tls1_1 -cipher DEFAULT@SECLEVEL=0 </dev/null 2>&1")
+    assert refused.rc != 0
+    assert "alert protocol version" in refused.stdout, refused.stdout
+    report("TLS 1.1 to the VIP: refused by the server (alert protocol version); same client completes TLS 1.1 to a local test server")
+
+
+def test_tls_1_2_and_alpn_h2_are_offered(host):
+    out = host.check_output(f"openssl s_client -connect {VIP}:443 -servername {SITE} -tls1_2 -alpn h2,http/1.1 </dev/null 2>&1")
+    assert "ALPN protocol: h2" in out
+    assert "Verify return code: 0 (ok)" in out
+    assert host.check_output(f"curl -sf --http2 -o /dev/null -w '%{{http_version}}' https://{SITE}/") == "2"
+
+
+# ---------------------------------------------------------------- routing
+
+
+@pytest.mark.parametrize("site,opts,path,port", [
+    (SITE, "", "/wp-admin/index.php", 8081),
+    (SITE, "", "/wp-login.php", 8081),
+    ("admin.example.test", "", "/", 8081),
+    (SITE, "-H 'X-Canary: 1'", "/", 8082),
+    (SITE, "-b canary=1", "/", 8082),
+    (SITE, "-H 'X-Canary: 0'", "/", 8080),
+    (SITE, "", "/blog/", 8080),
+])
+def test_acls_route_by_path_host_header_and_cookie(host, site, opts, path, port):
+    assert {b["port"] for b in fetch(host, path, 6, opts, site)} == {port}
+
+
+# ---------------------------------------------------------------- stats, metrics, runtime API
+
+
+def test_stats_page_requires_credentials(host):
+    code = "curl -s -o /dev/null -w '%{http_code}' "
+    assert host.check_output(code + STATS) == "401"
+    assert host.check_output(code + f"-u admin:wrong {STATS}") == "401"
+    assert host.check_output(code + f"-u {STATS_AUTH} {STATS}") == "200"
+
+
+def test_prometheus_exporter_answers_on_the_internal_address(host):
+    assert "haproxy_process_" in host.check_output("curl -sf http://10.213.10.11:8405/metrics")
+
+
+def test_runtime_api_socket_answers():
+    out = lb1.check_output("python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock');"
+                           " s.sendall(b'show servers state site\\n'); print(s.makefile().read())\"")
+    assert "web1" in out and "web2" in out
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_a_backend_dying_costs_no_request(host):
+    out = "/tmp/backend-loop.jsonl"
+    start_loop(host, f"https://{SITE}/", 12, 0.05, out)
+    time.sleep(1.5)
+    stopped = float(web1.check_output("date +%s.%N; systemctl stop echo@8080").split()[0])
+    down_at = None
+    while time.time() < stopped + 8:
+        if server_status(host, "site", "web1").startswith("DOWN"):
+            down_at = time.time()
+            break
+        time.sleep(0.2)
+    assert down_at is not None, "HAProxy never marked web1 down"
+    time.sleep(1)
+    web1.check_output("systemctl start echo@8080")
+    results = wait_loop(host, out, 20)
+    failed = [r for r in results if not r["ok"]]
+    after_down = [r["server"] for r in results if down_at <= r["t"] < down_at + 1]
+    report(f"backend stop: {len(results)} requests, {len(failed)} failed; web1 marked DOWN "
+           f"{down_at - stopped:.1f}s after the stop (fall 2 x inter 1s = 2s, +0.2s polling)")
+    assert not failed, failed[:3]
+    assert after_down and set(after_down) == {"lbs-web2"}
+    assert down_at - stopped <= 2 + 1.5
+    # Back up after rise x inter: it gets traffic again.
+    deadline = time.time() + 10
+    while server_status(host, "site", "web1") != "UP" and time.time() < deadline:
+        time.sleep(0.3)
+    count = servers(fetch(host, "/", 20))
+    assert count["lbs-web1"] >= 5 and count["lbs-web2"] >= 5
+
+
+def watch_vip(lb, out):
+    """Record (in a file on lb) the moment the VIP appears there; gives up after 20 s."""
+    lb.run_test(f"rm -f {out}; systemd-run --unit=lbs-vipwatch-$(date +%s%N) --collect /bin/sh -c '"
+                "end=$(($(date +%s)+20)); until ip -4 -o addr show dev eth0 | grep -q \" " + VIP + "/\"; do"
+                f" sleep 0.02; [ $(date +%s) -gt $end ] && exit 1; done; date +%s.%N > {out}'")
+
+
+def watched(lb, out, limit=10):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        got = lb.run(f"cat {out}")
+        if got.rc == 0 and got.stdout.strip():
+            return float(got.stdout)
+        time.sleep(0.3)
+    return None
+
+
+def test_vip_moves_to_the_backup_when_haproxy_stops_and_preempts_back(host):
+    out = "/tmp/vip-loop.jsonl"
+    assert has_vip(lb1)
+    watch_vip(lb2, "/tmp/vip_at")
+    start_loop(host, f"https://{SITE}/", 16, 0.05, out)
+    time.sleep(2)
+    stopped = float(lb1.check_output("date +%s.%N; systemctl stop haproxy").split()[0])
+    vip_at = watched(lb2, "/tmp/vip_at")
+    assert vip_at is not None, "the VIP never reached lb2"
+    takeover = vip_at - stopped
+    time.sleep(2)
+    assert has_vip(lb2) and not has_vip(lb1)
+    watch_vip(lb1, "/tmp/vip_back_at")
+    started = float(lb1.check_output("date +%s.%N; systemctl start haproxy").split()[0])
+    back_at = watched(lb1, "/tmp/vip_back_at")
+    results = wait_loop(host, out, 25)
+    failed = [r for r in results if not r["ok"]]
+    by_lb = collections.Counter(r.get("lb") for r in results if r["ok"])
+    report(f"VIP failover (systemctl stop haproxy on lb1): VIP on lb2 {takeover:.2f}s after the stop; "
+           f"{len(results)} requests in the loop (one every ~50 ms), {len(failed)} failed; served by {dict(by_lb)}")
+    report(f"preempt on: haproxy started again on lb1, VIP back on lb1 "
+           + (f"{back_at - started:.2f}s later (track rise 2 x 1s)" if back_at else "never"))
+    for r in failed:
+        report(f"  failed request at stop{r['t'] - stopped:+.2f}s / start{r['t'] - started:+.2f}s: {r.get('error')}")
+    assert takeover < 3
+    assert len(failed) <= 1, failed
+    assert back_at is not None, "with preempt on, lb1 (priority 150) takes the VIP back"
+    time.sleep(1)
+    assert not has_vip(lb2)
+    assert {"lbs-lb1", "lbs-lb2"} <= set(by_lb)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def run_play(extra_vars, roles, tmp):
+    play = tmp / "play.yml"
+    play.write_text(f"- hosts: lbs-lb1\n  roles: {json.dumps(roles)}\n")
+    extra = tmp / "extra.json"
+    extra.write_text(json.dumps(extra_vars))
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=os.environ["MOLECULE_PROJECT_DIRECTORY"] + "/roles",
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    result = subprocess.run(["ansible-playbook", "-i", INVENTORY, str(play), "-e", f"@{extra}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
+    return result.returncode, result.stdout
+
+
+@pytest.fixture
+def tmp(tmp_path_factory):
+    return pathlib.Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
+
+
+def test_invalid_acl_fails_with_haproxys_message_and_old_config_keeps_serving(host, tmp):
+    before = lb1.check_output("md5sum /etc/haproxy/haproxy.cfg")
+    bad = {"haproxy_routes": [{"name": "broken", "match": "path_reg", "values": ["(["], "backend": "site"}]}
+    rc, out = run_play(bad, ["haproxy"], tmp)
+    assert rc != 0
+    # HAProxy's own words, from haproxy -c on the candidate file.
+    assert "parsing [" in out and "broken" in out, out[-3000:]
+    report("invalid ACL: " + next(line.strip() for line in out.splitlines() if "parsing [" in line)[:300])
+    assert lb1.check_output("md5sum /etc/haproxy/haproxy.cfg") == before
+    assert lb1.service("haproxy").is_running
+    assert len(fetch(host, "/", 10)) == 10
+
+
+def test_unknown_balance_algorithm_fails_argument_validation(tmp):
+    bad = {"haproxy_backends": [{"name": "x", "balance": "fastest", "servers": [{"name": "a", "address": "10.0.0.1"}]}]}
+    rc, out = run_play(bad, ["haproxy"], tmp)
+    assert rc != 0
+    assert "Validation of arguments failed" in out
+    assert "haproxy_backends" in out and "fastest" in out, out[-2000:]
+
+
+def test_vip_that_is_not_an_ip_fails_validation(tmp):
+    rc, out = run_play({"keepalived_vip": "www.example.test"}, ["keepalived"], tmp)
+    assert rc != 0
+    assert "keepalived_vip: 'www.example.test' is not an IP address" in out
+    assert "changed=0" in out
