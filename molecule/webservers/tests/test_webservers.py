@@ -65,6 +65,14 @@ def request(origin, ip, path, *args):
     return status, headers, body
 
 
+def record(**figures):
+    """Keep measured figures for the report (pytest captures print())."""
+    path = os.environ.get("WPHA_FIGURES", "/tmp/wpha-webservers-figures.jsonl")
+    figures["distro"] = os.environ.get("MOLECULE_DISTRO", "trixie")
+    with open(path, "a") as f:
+        f.write(json.dumps(figures) + "\n")
+
+
 def php_version(host):
     return host.check_output("php -r 'echo PHP_MAJOR_VERSION, \".\", PHP_MINOR_VERSION;'")
 
@@ -143,7 +151,7 @@ def test_code_trees_are_identical_on_every_host(webs):
         f" && find . -path ./wp-content/uploads -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum"
     )
     sums = {name: host.check_output(tree) for name, host in webs.items()}
-    print("code tree checksums:", json.dumps(sums))
+    record(code_tree_checksums=sums)
     assert len(set(sums.values())) == 1
     assert int(webs["ws-web1"].check_output(f"find {ROOT} -type f | wc -l")) > 1000
 
@@ -298,7 +306,7 @@ def test_media_uploaded_through_web1_is_served_by_web2_within_5s(client, webs):
     name = f"molecule-{uuid.uuid4().hex[:8]}.png"
     out = client.check_output(shlex.join(["python3", "/tmp/molecule-upload.py", ADMIN_USER, app_password, name, PNG_B64]))
     result = json.loads(out)
-    print("upload:", out)
+    record(upload=result)
     assert result["upload_status"] == 201, result
     assert result["path"].startswith("/wp-content/uploads/")
     assert result["web2_status"] == 200
