@@ -356,3 +356,51 @@ def test_invalid_variables_fail_at_argument_validation(role, variables, name):
     assert "Validation of arguments failed" in output
     assert name in output
     assert time.monotonic() - started < 120
+
+
+def test_archive_file_source_deploys_the_same_code(webs):
+    """wordpress_source: file (what real users run, with the official archive):
+    an archive built from the Debian tree, checked by sha256, gives the same code."""
+    project = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
+    workdir = tempfile.mkdtemp(prefix="wpha-file-source-")
+    archive = os.path.join(workdir, "wordpress-test.tar.gz")
+    play = [{
+        "name": "Deploy a second copy from an archive file on the control node",
+        "hosts": "ws-web1",
+        "vars": {"wordpress_site_name": "filetest", "wordpress_root": "/srv/www/filetest",
+                 "wordpress_install_enabled": False, "wordpress_source": "file",
+                 "wordpress_version": "test"},
+        "pre_tasks": [
+            {"name": "Build a release-like archive from the Debian tree",
+             "ansible.builtin.shell": "tar -C \"$(ls -d /var/lib/wordpress-ha/src/debian-*/root/usr/share | head -1)\" "
+                                      "--dereference --exclude=wordpress/.htaccess --exclude=wordpress/wp-config.php "
+                                      "-czf /tmp/wordpress-test.tar.gz wordpress",
+             "args": {"creates": "/tmp/wordpress-test.tar.gz"}},
+            {"name": "Bring it to the control node",
+             "ansible.builtin.fetch": {"src": "/tmp/wordpress-test.tar.gz", "dest": archive, "flat": True}},
+            {"name": "Checksum it", "ansible.builtin.stat": {"path": "/tmp/wordpress-test.tar.gz", "checksum_algorithm": "sha256"},
+             "register": "archive_stat"},
+            {"name": "Point the role at it", "ansible.builtin.set_fact": {
+                "wordpress_archive_file": archive,
+                "wordpress_archive_checksum": "sha256:{{ archive_stat.stat.checksum }}"}},
+        ],
+        "roles": ["wordpress"],
+    }]
+    playbook = os.path.join(workdir, "file-source.yml")
+    with open(playbook, "w") as f:
+        json.dump(play, f)
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=os.path.join(project, "roles"), ANSIBLE_NOCOLOR="1")
+    web1 = webs["ws-web1"]
+    try:
+        proc = subprocess.run(["ansible-playbook", "-i", INVENTORY, playbook], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        code = ("cd {} && find . \\( -path ./wp-content/uploads -o -name wp-config.php -o -name health.php \\) -prune"
+                " -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum")
+        from_file = web1.check_output(code.format("/srv/www/filetest"))
+        from_debian = web1.check_output(code.format(ROOT))
+        record(file_source_code_checksum=from_file, debian_source_code_checksum=from_debian)
+        assert from_file == from_debian
+    finally:
+        web1.run("rm -rf /srv/www/filetest /tmp/wordpress-test.tar.gz /var/lib/wordpress-ha/src/wordpress-test-*")
+        subprocess.run(["rm", "-rf", workdir], check=False)
