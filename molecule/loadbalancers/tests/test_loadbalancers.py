@@ -303,12 +303,36 @@ def test_vip_moves_to_the_backup_when_haproxy_stops_and_preempts_back(host):
     assert {"lbs-lb1", "lbs-lb2"} <= set(by_lb)
 
 
+def test_without_preempt_the_backup_keeps_the_vip(tmp):
+    rc, out = run_play({"keepalived_preempt": False}, ["keepalived"], tmp, hosts="loadbalancers")
+    assert rc == 0, out[-2000:]
+    assert lb1.file("/etc/keepalived/keepalived.conf").contains("^ *nopreempt$")
+    try:
+        assert has_vip(lb1)
+        watch_vip(lb2, "/tmp/vip_np_at")
+        lb1.check_output("systemctl stop haproxy")
+        assert watched(lb2, "/tmp/vip_np_at") is not None
+        lb1.check_output("systemctl start haproxy")
+        time.sleep(8)  # well past track rise (2 x 1 s): a preempting lb1 would have taken it
+        report("nopreempt: after haproxy came back on lb1 the VIP stayed on lb2 for 8 s")
+        assert has_vip(lb2) and not has_vip(lb1)
+    finally:
+        lb1.run("systemctl start haproxy")
+        rc, out = run_play({}, ["keepalived"], tmp, hosts="loadbalancers")
+        assert rc == 0, out[-2000:]
+    # Preemption back on: the higher priority takes the VIP again.
+    deadline = time.time() + 10
+    while not has_vip(lb1) and time.time() < deadline:
+        time.sleep(0.5)
+    assert has_vip(lb1) and not has_vip(lb2)
+
+
 # ---------------------------------------------------------------- bad input
 
 
-def run_play(extra_vars, roles, tmp):
+def run_play(extra_vars, roles, tmp, hosts="lbs-lb1"):
     play = tmp / "play.yml"
-    play.write_text(f"- hosts: lbs-lb1\n  roles: {json.dumps(roles)}\n")
+    play.write_text(f"- hosts: {hosts}\n  roles: {json.dumps(roles)}\n")
     extra = tmp / "extra.json"
     extra.write_text(json.dumps(extra_vars))
     env = dict(os.environ, ANSIBLE_ROLES_PATH=os.environ["MOLECULE_PROJECT_DIRECTORY"] + "/roles",
