@@ -152,9 +152,16 @@ def test_stack_wiring_builds_backends_from_the_databases_group():
     assert render(t, "proxysql_mysql_users") == [{"username": "wordpress", "password": "w"}]
 
 
-@pytest.mark.parametrize("deb, repository, enabled", [("", False, False), ("/tmp/p.deb", False, True), ("", True, True)])
+@pytest.mark.parametrize("deb, repository, enabled", [
+    ("", None, False),  # the default: no package file, no Internet
+    ("", False, False),
+    ("/tmp/p.deb", False, True),
+    ("", True, True),
+])
 def test_stack_knows_whether_proxysql_is_there(monkeypatch, deb, repository, enabled):
     monkeypatch.setenv("PROXYSQL_DEB", deb)
     wiring = LOADER.load_from_file(str(ROOT / "group_vars" / "proxysql.yml"))
-    t = Templar(loader=LOADER, variables=trusted(dict(wiring, proxysql_repository_enabled=repository)))
+    env = {} if repository is None else {"stack_proxysql_repository_enabled": repository}
+    t = Templar(loader=LOADER, variables=trusted(dict(wiring, **env)))
     assert render(t, "stack_proxysql_enabled") is enabled
+    assert render(t, "proxysql_repository_enabled") is bool(repository)
