@@ -94,3 +94,15 @@ def test_shared_defaults_reach_the_production_example(root, venv_bin, ansible_en
     values = run_debug_play(root, venv_bin, ansible_env, "production.example", tmp_path, ["stack_timezone"])
     assert values
     assert {msg["stack_timezone"] for msg in values.values()} == {shared["stack_timezone"]}
+
+
+@pytest.mark.parametrize("cwd", [".", "playbooks", "inventory"])
+def test_ad_hoc_tools_from_anywhere_in_the_repo_see_what_playbooks_see(root, venv_bin, ansible_env, cwd):
+    # Run from the root, ansible-inventory would otherwise read the shared
+    # group_vars/ as playbook group_vars, above the inventory's overrides.
+    proc = subprocess.run(
+        [str(venv_bin / "ansible-inventory"), "-i", str(root / "inventory" / "lab"), "--host", "client1"],
+        cwd=root / cwd, env=ansible_env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["stack_domain"] == "example.test"

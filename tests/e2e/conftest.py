@@ -1,0 +1,108 @@
+"""End-to-end tests against the running lab (./bin/lab brings it up).
+
+Every request starts inside the lab: from the client container (client1) to
+the VIP, or between the lab's own containers. Nothing leaves the machine."""
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
+ARTIFACTS = ROOT / "artifacts" / "e2e"
+
+
+def docker(*args, check=True, timeout=120, stdin=None):
+    proc = subprocess.run(
+        [DOCKER, *args], capture_output=True, text=True, timeout=timeout, input=stdin
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {proc.stdout}{proc.stderr}")
+    return proc
+
+
+class Lab:
+    """The lab as the inventory describes it, and ways to act on its hosts."""
+
+    def __init__(self):
+        out = subprocess.run(
+            [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(ROOT / "inventory/lab"), "--list"],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+            env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
+        ).stdout
+        inv = json.loads(out)
+        self.hostvars = inv["_meta"]["hostvars"]
+        self.groups = {g: v.get("hosts", []) for g, v in inv.items() if g != "_meta"}
+        anyhost = next(iter(self.hostvars.values()))
+        self.vip = anyhost["stack_vip"]
+        self.domain = anyhost["stack_domain"]
+        self.site = "www." + self.domain
+
+    def address(self, host):
+        return self.hostvars[host]["lab_address"]
+
+    def hosts(self, group):
+        # Children groups (proxysql -> webservers) resolve through ansible-inventory's "children".
+        return self.groups.get(group, [])
+
+    def secret(self, name):
+        return (ROOT / ".lab" / "secrets" / name).read_text().split()[0]
+
+    def sh(self, host, command, check=True, timeout=120):
+        return docker("exec", host, "bash", "-c", command, check=check, timeout=timeout)
+
+    def python(self, host, script, *args, timeout=300):
+        """Run a stdlib-only Python script from tests/e2e inside a container; return its JSON."""
+        code = (pathlib.Path(__file__).parent / script).read_text()
+        proc = docker("exec", "-i", host, "python3", "-", *map(str, args), stdin=code, timeout=timeout)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def running(self, host):
+        proc = docker("inspect", "-f", "{{.State.Running}}", host, check=False)
+        return proc.stdout.strip() == "true"
+
+    def wait_until(self, what, predicate, timeout=60, interval=0.5):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def lab():
+    lab = Lab()
+    missing = [h for h in lab.hostvars if not lab.running(h)]
+    if missing:
+        msg = f"lab containers not running: {missing}; bring the lab up with ./bin/lab"
+        if os.environ.get("E2E_REQUIRED"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return lab
+
+
+@pytest.fixture(scope="session")
+def client(lab):
+    return lab.hosts("clients")[0]
+
+
+@pytest.fixture(scope="session")
+def site_url(lab, client):
+    """https://www... as the client resolves it through the lab's resolver."""
+    resolver = lab.address(lab.hosts("dns_resolvers")[0])
+    answer = lab.sh(client, f"dig +short @{resolver} {lab.site} A").stdout.split()
+    assert answer, f"{lab.site} does not resolve through {resolver}"
+    return f"https://{lab.site}/", answer[-1]
+
+
+def report(name, figures):
+    """Keep a drill's figures as an artefact and show them in the test output."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(figures, indent=2))
+    print(f"\n{name}: {json.dumps({k: v for k, v in figures.items() if k != 'failures'})}")

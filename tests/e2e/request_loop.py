@@ -1,0 +1,52 @@
+"""A bounded request loop, run INSIDE a lab client container (python3 stdlib only).
+
+    python3 - URL SECONDS INTERVAL [CAFILE] < request_loop.py
+
+It sends one GET every INTERVAL seconds for SECONDS seconds (never more than
+2000 requests), each with a 2 s timeout, and prints one JSON object: requests
+sent, failures with their times, and the longest outage (first failure to the
+next success). It stops by itself; it only talks to the URL it is given.
+"""
+
+import json
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+
+url, seconds, interval = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+cafile = sys.argv[4] if len(sys.argv) > 4 else None
+context = ssl.create_default_context(cafile=cafile) if cafile else None
+
+start = time.monotonic()
+sent, failures, served_by = 0, [], {}
+outage_start, longest_outage = None, 0.0
+while time.monotonic() - start < seconds and sent < 2000:
+    t = time.monotonic() - start
+    sent += 1
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+            resp.read()
+            ok = resp.status == 200
+            who = resp.headers.get("X-Served-By", "")
+            served_by[who] = served_by.get(who, 0) + 1
+    except (urllib.error.URLError, OSError) as exc:
+        ok = False
+        failures.append({"t": round(t, 3), "error": str(exc)[:120]})
+    if not ok and outage_start is None:
+        outage_start = t
+    if ok and outage_start is not None:
+        longest_outage = max(longest_outage, t - outage_start)
+        outage_start = None
+    time.sleep(max(0.0, interval - (time.monotonic() - start - t)))
+if outage_start is not None:
+    longest_outage = max(longest_outage, time.monotonic() - start - outage_start)
+
+print(json.dumps({
+    "sent": sent,
+    "failed": len(failures),
+    "failures": failures[:50],
+    "longest_outage_s": round(longest_outage, 3),
+    "served_by": served_by,
+}))

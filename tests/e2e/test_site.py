@@ -1,0 +1,68 @@
+"""The site as its visitors and its admin see it, through DNS, the VIP and TLS."""
+
+import re
+import time
+
+
+def test_www_resolves_through_the_lab_resolver_to_the_vip(lab, client):
+    resolver = lab.address(lab.hosts("dns_resolvers")[0])
+    answer = lab.sh(client, f"dig +short @{resolver} {lab.site} A").stdout.split()
+    assert answer == [lab.vip]
+    # The client's own resolver configuration gives the same answer.
+    assert lab.sh(client, f"getent hosts {lab.site}").stdout.split()[0] == lab.vip
+
+
+def test_front_page_over_https_verified_against_the_lab_ca(lab, client, site_url):
+    url, _ = site_url
+    # curl verifies against the system store, where the lab CA is installed, and nothing else.
+    out = lab.sh(client, f"curl -sS --fail --cacert /usr/local/share/ca-certificates/wpha-lab-ca.crt {url}").stdout
+    title = lab.hostvars[lab.hosts("webservers")[0]]["stack_site_title"]
+    assert f"<title>{title}" in out
+
+
+def test_plain_http_is_redirected_to_https(lab, client):
+    out = lab.sh(client, f"curl -sS -o /dev/null -w '%{{http_code}} %{{redirect_url}}' http://{lab.site}/").stdout
+    assert out.startswith("301 https://")
+
+
+def test_both_web_hosts_serve_and_log_the_real_client_ip(lab, client, site_url):
+    url, _ = site_url
+    marker = f"/?e2e-ip-{int(time.time())}"
+    for _ in range(20):
+        lab.sh(client, f"curl -sS -o /dev/null --fail '{url.rstrip('/')}{marker}'")
+    client_ip = lab.address(client)
+    for web in lab.hosts("webservers"):
+        log = lab.sh(web, f"grep -h -- '{marker}' /var/log/apache2/*access.log || true").stdout.splitlines()
+        assert log, f"{web} served none of the 20 requests"
+        # The logged address is the visitor's, not the load balancer's.
+        assert all(line.split()[0] == client_ip for line in log), log[:3]
+
+
+def test_admin_publishes_a_post_visible_everywhere_and_on_the_replica(lab, client, site_url):
+    url, _ = site_url
+    web = lab.hosts("webservers")[0]
+    title = f"e2e post {int(time.time())}"
+    post = lab.python(
+        client, "wp_publish.py", url, lab.hostvars[web].get("wordpress_admin_user", "admin"), lab.secret("wordpress_admin_password"), title
+    )
+    assert post.get("status") == "publish", post
+    # Visible through the VIP, whichever web host answers: roundrobin spreads
+    # these requests, and each web host's log shows it served the post.
+    path = "/" + post["link"].split("/", 3)[3]
+    for _ in range(6):
+        page = lab.sh(client, f"curl -sS --fail '{post['link']}'").stdout
+        assert title in page
+    for web in lab.hosts("webservers"):
+        served = lab.sh(web, f"grep -c -F 'GET {path} ' /var/log/apache2/*access.log").stdout
+        assert sum(int(n.rsplit(':', 1)[-1]) for n in served.split()) > 0, f"{web} never served {path}"
+    # Its row reached the replica.
+    replica = next(h for h in lab.hosts("databases") if lab.hostvars[h].get("mariadb_replication_role") == "replica")
+    deadline = time.monotonic() + 5
+    while True:
+        count = lab.sh(
+            replica, f"mariadb -N -e \"SELECT COUNT(*) FROM wordpress.wp_posts WHERE post_title = '{title}'\""
+        ).stdout.strip()
+        if count == "1" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert count == "1"
