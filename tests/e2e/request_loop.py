@@ -3,9 +3,10 @@
     python3 - URL SECONDS INTERVAL [CAFILE] < request_loop.py
 
 It sends one GET every INTERVAL seconds for SECONDS seconds (never more than
-2000 requests), each with a 2 s timeout, and prints one JSON object: requests
-sent, failures with their times, and the longest outage (first failure to the
-next success). It stops by itself; it only talks to the URL it is given.
+2000 requests), each with a 2 s timeout (a request slower than that counts as
+failed), and prints one JSON object: requests sent, failures with their times,
+the longest outage (first failure to the next success) and the slowest
+successful request. It stops by itself; it only talks to the URL it is given.
 """
 
 import json
@@ -20,7 +21,7 @@ cafile = sys.argv[4] if len(sys.argv) > 4 else None
 context = ssl.create_default_context(cafile=cafile) if cafile else None
 
 start = time.monotonic()
-sent, failures, served_by = 0, [], {}
+sent, failures, served_by, slowest = 0, [], {}, 0.0
 outage_start, longest_outage = None, 0.0
 while time.monotonic() - start < seconds and sent < 2000:
     t = time.monotonic() - start
@@ -29,6 +30,7 @@ while time.monotonic() - start < seconds and sent < 2000:
         with urllib.request.urlopen(url, timeout=2, context=context) as resp:
             resp.read()
             ok = resp.status == 200
+            slowest = max(slowest, time.monotonic() - start - t)
             who = resp.headers.get("X-Served-By", "")
             served_by[who] = served_by.get(who, 0) + 1
     except (urllib.error.URLError, OSError) as exc:
@@ -48,5 +50,6 @@ print(json.dumps({
     "failed": len(failures),
     "failures": failures[:50],
     "longest_outage_s": round(longest_outage, 3),
+    "slowest_request_s": round(slowest, 3),
     "served_by": served_by,
 }))

@@ -61,6 +61,16 @@ def test_stopping_the_active_load_balancer_moves_the_vip(lab, client, site_url, 
     assert figures["longest_outage_s"] <= 3.0, figures
 
 
+def test_the_vip_returns_to_the_preferred_master_once_it_is_back(lab):
+    # The drill above restarted the stopped balancer; with preempt (the stack's
+    # default) the VIP moves back to it. Waiting for that here also keeps the
+    # move out of the next drill's request loop.
+    master = lab.hosts("loadbalancers")[0]
+    lab.wait_until(f"the VIP back on {master}", lambda: holds_vip(lab, master), timeout=60)
+    threading.Event().wait(2)
+    assert [h for h in lab.hosts("loadbalancers") if holds_vip(lab, h)] == [master]
+
+
 def test_stopping_a_web_host_costs_no_request(lab, client, site_url, restart_after):
     url, _ = site_url
     web = lab.hosts("webservers")[0]
