@@ -1,0 +1,130 @@
+"""The site in a real browser: Debian's Chromium, headless, driven through its
+ChromeDriver from this machine. It reaches the VIP over the lab's Docker
+network (the machine is on it), resolves www through the lab resolver (asked
+from the client, handed to Chromium as a host rule) and trusts only the lab CA,
+put in a fresh NSS database. Screenshots go to artifacts/e2e/browser-*.png."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import ARTIFACTS, ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WAIT = 30
+
+
+@pytest.fixture()
+def browser(lab, site_url, tmp_path):
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER, shutil.which("certutil") or "certutil") if not os.path.exists(p)]
+    if missing:
+        pytest.skip(f"{missing} not installed (./bin/setup installs chromium, chromium-driver, libnss3-tools)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    _, address = site_url
+    # Chromium reads trusted roots from $HOME/.pki/nssdb: a new one, holding the lab CA only.
+    home = tmp_path / "home"
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "wpha-lab-ca", "-t", "C,,",
+                    "-i", str(ROOT / ".lab" / "ca" / "ca.crt")], check=True)
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000",
+        "--no-first-run", "--disable-quic", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--disable-extensions", "--disable-features=Translate,OptimizationHints,MediaRouter",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        # Every name Chromium looks up fails, but the site's, as the lab resolver answered it.
+        f"--host-resolver-rules=MAP {lab.site} {address}, MAP * ~NOTFOUND",
+    ):
+        options.add_argument(arg)
+    service = Service(CHROMEDRIVER, env=dict(os.environ, HOME=str(home)), log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def shot(driver, name):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"browser-{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def test_a_browser_logs_in_and_publishes_a_post(lab, site_url, browser):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = site_url
+    site = url.rstrip("/")
+    web = lab.hosts("webservers")[0]
+    title = lab.hostvars[web]["stack_site_title"]
+    user = lab.hostvars[web].get("wordpress_admin_user", "admin")
+    wait = WebDriverWait(browser, WAIT)
+    step = "start"
+    try:
+        # The front page, over HTTPS verified against the lab CA: a certificate
+        # error would show Chromium's interstitial, not the site's title.
+        step = "front-page"
+        browser.get(url)
+        wait.until(ec.title_contains(title))
+        shot(browser, "1-front-page")
+
+        step = "login"
+        browser.get(site + "/wp-login.php")
+        wait.until(ec.element_to_be_clickable((By.ID, "user_login"))).send_keys(user)
+        browser.find_element(By.ID, "user_pass").send_keys(lab.secret("wordpress_admin_password"))
+        browser.find_element(By.ID, "wp-submit").click()
+        wait.until(ec.presence_of_element_located((By.ID, "wpadminbar")))
+        assert "/wp-admin/" in browser.current_url
+        shot(browser, "2-dashboard")
+
+        # The block editor: dismiss its welcome guide if it shows, type a
+        # title and a paragraph, then Publish and confirm in the pre-publish panel.
+        step = "editor"
+        post_title = f"Browser post {int(time.time())}"
+        browser.get(site + "/wp-admin/post-new.php")
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".editor-post-publish-panel__toggle")))
+        for close in browser.find_elements(By.CSS_SELECTOR, ".components-modal__frame button[aria-label='Close']"):
+            close.click()
+        canvas = browser.find_elements(By.CSS_SELECTOR, "iframe[name='editor-canvas']")
+        if canvas:
+            browser.switch_to.frame(canvas[0])
+        title_field = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".editor-post-title__input")))
+        title_field.click()
+        title_field.send_keys(post_title)
+        title_field.send_keys(Keys.ENTER)
+        browser.switch_to.active_element.send_keys("Published from headless Chromium by the end-to-end test.")
+        browser.switch_to.default_content()
+        shot(browser, "3-editor")
+
+        step = "publish"
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".editor-post-publish-panel__toggle"))).click()
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".editor-post-publish-panel .editor-post-publish-button"))).click()
+        link = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".post-publish-panel__postpublish a[href*='p='], "
+                                                          ".post-publish-panel__postpublish-buttons a")))
+        shot(browser, "4-published")
+        post_url = link.get_attribute("href")
+
+        # The post, as a visitor sees it through the VIP.
+        step = "post"
+        browser.get(post_url)
+        wait.until(ec.title_contains(post_title))
+        shot(browser, "5-post")
+    except (TimeoutException, AssertionError) as exc:
+        path = shot(browser, f"failed-{step}")
+        raise AssertionError(f"browser step {step!r} failed at {browser.current_url} (screenshot {path}): {exc}") from exc
+    assert post_url.startswith(site)
