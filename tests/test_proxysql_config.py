@@ -135,9 +135,9 @@ def test_bootstrap_config_replaces_admin_credentials_and_keeps_admin_local():
 def test_stack_wiring_builds_backends_from_the_databases_group():
     wiring = LOADER.load_from_file(str(ROOT / "group_vars" / "proxysql.yml"))
     hostvars = {
-        "db1": {"lab_address": "10.213.0.31", "mariadb_replication_role": "primary"},
-        "db2": {"lab_address": "10.213.0.32", "mariadb_replication_role": "replica"},
-        "db3": {"ansible_default_ipv4": {"address": "192.0.2.33"}, "mariadb_port": 3307},
+        "db1": {"stack_address": "10.213.0.31", "mariadb_replication_role": "primary"},
+        "db2": {"stack_address": "10.213.0.32", "mariadb_replication_role": "replica"},
+        "db3": {"stack_address": "192.0.2.33", "mariadb_port": 3307},
     }
     t = Templar(loader=LOADER, variables=trusted(dict(
         wiring, groups={"databases": ["db1", "db2", "db3"]}, hostvars=hostvars,
