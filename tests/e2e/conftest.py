@@ -58,8 +58,32 @@ class Lab:
     def python(self, host, script, *args, timeout=300):
         """Run a stdlib-only Python script from tests/e2e inside a container; return its JSON."""
         code = (pathlib.Path(__file__).parent / script).read_text()
-        proc = docker("exec", "-i", host, "python3", "-", *map(str, args), stdin=code, timeout=timeout)
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        proc = docker("exec", "-i", host, "python3", "-", *map(str, args), stdin=code, timeout=timeout, check=False)
+        try:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise AssertionError(f"{script} on {host} printed no JSON (exit {proc.returncode}): {proc.stdout}{proc.stderr}")
+
+    def playbook(self, playbook, *args, inventories=(), timeout=900, fails=False):
+        """Run one of the project's playbooks against the lab, as an operator would; return (seconds, output).
+
+        With fails=True it must fail instead (a refusal)."""
+        sources = ["-i", str(ROOT / "inventory/lab")]
+        for extra in inventories:
+            sources += ["-i", str(extra)]
+        start = time.monotonic()
+        proc = subprocess.run(
+            [str(ROOT / ".venv/bin/ansible-playbook"), *sources, str(ROOT / "playbooks" / playbook), *args],
+            capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+            env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0"),
+        )
+        seconds = round(time.monotonic() - start, 1)
+        (ARTIFACTS / f"playbook-{playbook.removesuffix('.yml')}-{int(time.time())}.log").write_text(proc.stdout + proc.stderr)
+        if fails:
+            assert proc.returncode != 0, f"{playbook} {' '.join(args)} should have failed:\n{proc.stdout[-3000:]}"
+            return seconds, proc.stdout
+        assert proc.returncode == 0, f"{playbook} {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        return seconds, proc.stdout
 
     def running(self, host):
         proc = docker("inspect", "-f", "{{.State.Running}}", host, check=False)

@@ -1,15 +1,16 @@
 """A bounded request loop, run INSIDE a lab client container (python3 stdlib only).
 
-    python3 - URL SECONDS INTERVAL [CAFILE] < request_loop.py
+    python3 - URL SECONDS INTERVAL [CAFILE [STOPFILE]] < request_loop.py
 
-It sends one GET every INTERVAL seconds for SECONDS seconds (never more than
-2000 requests), each with a 2 s timeout (a request slower than that counts as
+It sends one GET every INTERVAL seconds for SECONDS seconds, or until STOPFILE
+exists (never more than 2000 requests), each with a 2 s timeout (a request slower than that counts as
 failed), and prints one JSON object: requests sent, failures with their times,
 the longest outage (first failure to the next success) and the slowest
 successful request. It stops by itself; it only talks to the URL it is given.
 """
 
 import json
+import os
 import ssl
 import sys
 import time
@@ -17,13 +18,14 @@ import urllib.error
 import urllib.request
 
 url, seconds, interval = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-cafile = sys.argv[4] if len(sys.argv) > 4 else None
+cafile = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
+stopfile = sys.argv[5] if len(sys.argv) > 5 else None
 context = ssl.create_default_context(cafile=cafile) if cafile else None
 
 start = time.monotonic()
 sent, failures, served_by, slowest = 0, [], {}, 0.0
 outage_start, longest_outage = None, 0.0
-while time.monotonic() - start < seconds and sent < 2000:
+while time.monotonic() - start < seconds and sent < 2000 and not (stopfile and os.path.exists(stopfile)):
     t = time.monotonic() - start
     sent += 1
     try:
@@ -47,6 +49,7 @@ if outage_start is not None:
 
 print(json.dumps({
     "sent": sent,
+    "duration_s": round(time.monotonic() - start, 3),
     "failed": len(failures),
     "failures": failures[:50],
     "longest_outage_s": round(longest_outage, 3),

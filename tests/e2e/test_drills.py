@@ -1,9 +1,12 @@
 """Failover drills: a fault is injected while a bounded request loop runs from
 the client against the VIP; each drill reports requests sent, requests failed
-and the longest outage (artifacts/e2e/<drill>.json)."""
+and the longest outage (artifacts/e2e/<drill>.json). They run in this file's
+order: the database drills last, ending with the lab as the inventory says."""
 
+import contextlib
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -27,6 +30,27 @@ def loop_during(lab, client, url, fault, settle=3.0):
     thread.join(LOOP_SECONDS + 90)
     assert result, "the request loop returned nothing"
     return result
+
+
+@contextlib.contextmanager
+def request_loop(lab, client, url, interval=LOOP_INTERVAL, max_seconds=400):
+    """A request loop for as long as the with-block lasts (at most max_seconds); its figures land in the yielded dict."""
+    stopfile = f"/tmp/e2e-stop-loop-{time.monotonic_ns()}"
+    figures = {}
+
+    def run():
+        figures.update(lab.python(client, "request_loop.py", url, max_seconds, interval, "", stopfile, timeout=max_seconds + 60))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    threading.Event().wait(2)
+    try:
+        yield figures
+    finally:
+        lab.sh(client, f"touch {stopfile}")
+        thread.join(max_seconds + 90)
+        lab.sh(client, f"rm -f {stopfile}")
+    assert figures, "the request loop returned nothing"
 
 
 def holds_vip(lab, host):
@@ -96,3 +120,121 @@ def test_stopping_the_replica_keeps_the_site_serving(lab, client, site_url, rest
     figures = loop_during(lab, client, url, fault)
     report("drill_stop_replica", figures)
     assert figures["failed"] == 0, figures
+
+
+def test_a_rolling_update_costs_no_request(lab, client, site_url):
+    url, _ = site_url
+    with request_loop(lab, client, url) as figures:
+        seconds, out = lab.playbook("rolling_update.yml")
+    figures["playbook_s"] = seconds
+    report("drill_rolling_update", figures)
+    # Each web host was drained on each load balancer, one host at a time.
+    assert out.count("TASK [Drain this web host on every load balancer]") == len(lab.hosts("webservers")), out[-2000:]
+    assert figures["sent"] > 100
+    assert figures["failed"] == 0, figures
+
+
+def databases(lab):
+    role = {h: lab.hostvars[h].get("mariadb_replication_role", "primary") for h in lab.hosts("databases")}
+    return next(h for h in role if role[h] == "primary"), next(h for h in role if role[h] == "replica")
+
+
+def publish(lab, client, url, title):
+    web = lab.hosts("webservers")[0]
+    user = lab.hostvars[web].get("wordpress_admin_user", "admin")
+    return lab.python(client, "wp_publish.py", url, user, lab.secret("wordpress_admin_password"), title)
+
+
+def rows(lab, db, title):
+    out = lab.sh(db, f"mariadb -N -e \"SELECT COUNT(*) FROM wordpress.wp_posts WHERE post_title = '{title}'\"", check=False)
+    return int(out.stdout.strip() or -1) if out.returncode == 0 else -1
+
+
+def swapped_inventory(tmp_path, primary, replica):
+    """The inventory change an operator makes after a promotion, as an extra inventory source."""
+    path = tmp_path / "promoted.yml"
+    path.write_text(
+        "all:\n  children:\n    databases:\n      hosts:\n"
+        f"        {primary}: {{mariadb_replication_role: replica}}\n"
+        f"        {replica}: {{mariadb_replication_role: primary}}\n"
+    )
+    return path
+
+
+def test_losing_the_primary_stops_writes_until_the_replica_is_promoted(lab, client, site_url):
+    url, _ = site_url
+    primary, replica = databases(lab)
+    stamp = int(time.time())
+    before = publish(lab, client, url, f"before losing the primary {stamp}")
+    assert before.get("status") == "publish", before
+    lab.wait_until("the post on the replica", lambda: rows(lab, replica, f"before losing the primary {stamp}") == 1, timeout=10)
+
+    figures = {}
+    with request_loop(lab, client, url, interval=0.2) as loop:
+        lost_at = time.monotonic()
+        subprocess.run(["/usr/bin/docker", "stop", "-t", "10", primary], check=True, capture_output=True)
+        # The web hosts' health checks need the database: HAProxy takes them
+        # out and answers for them. Then writes fail at once, with an error page.
+        lab.wait_until("HAProxy to answer 503", lambda: lab.sh(
+            client, f"curl -s -o /dev/null -m 3 -w '%{{http_code}}' {url}", check=False).stdout == "503", timeout=30, interval=0.5)
+        figures["outage_detected_s"] = round(time.monotonic() - lost_at, 1)
+        start = time.monotonic()
+        refused = publish(lab, client, url, f"while the primary is lost {stamp}")
+        figures["write_refused"] = dict(refused, seconds=round(time.monotonic() - start, 2))
+        assert refused.get("status") in (500, 503), refused
+        assert "No server is available" in refused["page"] or "database connection" in refused["page"], refused
+
+        # Not without the operator's word that the primary is gone: the
+        # playbook refuses, names it, and says how to go on.
+        _, out = lab.playbook("db_promote.yml", "-e", f"db_promote_target={replica}", fails=True)
+        assert f"Refusing to promote: {primary} does not answer" in out, out[-2000:]
+        assert "db_promote_primary_lost=true" in out
+        assert rows(lab, replica, f"before losing the primary {stamp}") == 1
+        assert lab.sh(replica, "mariadb -N -e 'SELECT @@read_only'").stdout.strip() == "1"
+
+        figures["db_promote_s"], _ = lab.playbook(
+            "db_promote.yml", "-e", f"db_promote_target={replica}", "-e", "db_promote_primary_lost=true")
+        after = {}
+
+        def writes_work():
+            after.update(publish(lab, client, url, f"after the promotion {stamp}"))
+            return after.get("status") == "publish"
+        lab.wait_until("writes through the site", writes_work, timeout=60, interval=1)
+        figures["writes_restored_after_s"] = round(time.monotonic() - lost_at, 1)
+    figures["loop"] = {k: v for k, v in loop.items() if k != "failures"}
+    report("drill_stop_primary", figures)
+
+    # The promoted replica holds the post from before the fault and the new one.
+    assert rows(lab, replica, f"before losing the primary {stamp}") == 1
+    assert rows(lab, replica, f"after the promotion {stamp}") == 1
+    assert f"before losing the primary {stamp}" in lab.sh(client, f"curl -sS --fail '{before['link']}'").stdout
+    assert rows(lab, replica, f"while the primary is lost {stamp}") == 0
+
+
+def test_the_lost_primary_rejoins_and_takes_its_role_back(lab, client, site_url, tmp_path):
+    """After the drill above: the operator's way back to the inventory's roles."""
+    url, _ = site_url
+    primary, replica = databases(lab)
+    subprocess.run(["/usr/bin/docker", "start", primary], check=True, capture_output=True)
+    lab.wait_until(f"{primary} to boot", lambda: lab.sh(primary, "systemctl is-system-running", check=False).stdout.strip()
+                   in ("running", "degraded"), timeout=120)
+    swapped = swapped_inventory(tmp_path, primary, replica)
+    figures = {}
+    # The inventory says the old primary is a replica now: the databases
+    # playbook re-seeds it from the new primary and it replicates.
+    figures["rejoin_s"], _ = lab.playbook("databases.yml", inventories=[swapped])
+    stamp = int(time.time())
+    written = publish(lab, client, url, f"written on the promoted replica {stamp}")
+    assert written.get("status") == "publish", written
+    lab.wait_until(f"the post on {primary}", lambda: rows(lab, primary, f"written on the promoted replica {stamp}") == 1, timeout=10)
+
+    # A planned promotion back, then the inventory as it was: nothing to change.
+    figures["switchback_s"], _ = lab.playbook("db_promote.yml", "-e", f"db_promote_target={primary}", inventories=[swapped])
+    figures["converge_s"], out = lab.playbook("databases.yml")
+    report("drill_primary_rejoins", figures)
+    recap = [line for line in out.splitlines() if line.startswith(tuple(lab.hosts("databases")))]
+    assert recap and all(" changed=0 " in line for line in recap), recap
+    back = publish(lab, client, url, f"after switching back {stamp}")
+    assert back.get("status") == "publish", back
+    lab.wait_until(f"the post on {replica}", lambda: rows(lab, replica, f"after switching back {stamp}") == 1, timeout=10)
+    assert rows(lab, primary, f"written on the promoted replica {stamp}") == 1

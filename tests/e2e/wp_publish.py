@@ -5,40 +5,51 @@
 Runs inside a lab client: logs in through wp-login.php (through the VIP, so
 HAProxy routes it to the admin backend), reads the REST nonce from wp-admin,
 publishes a post through the REST API with the login cookie, and prints JSON
-with the post's id and link."""
+with the post's id and link; when the site refuses a step, the HTTP status and
+the start of the page it answered with instead."""
 
 import http.cookiejar
 import json
 import re
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 
+
+def publish(site, user, password, title):
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(site + "/wp-login.php", timeout=10).read()  # sets the test cookie
+    form = urllib.parse.urlencode(
+        {"log": user, "pwd": password, "wp-submit": "Log In", "redirect_to": site + "/wp-admin/", "testcookie": "1"}
+    ).encode()
+    with opener.open(site + "/wp-login.php", data=form, timeout=20) as resp:
+        admin = resp.read().decode()
+        landed = resp.geturl()
+    if "/wp-admin/" not in landed:
+        return {"error": "login failed", "landed": landed}
+    nonce = re.search(r'createNonceMiddleware\(\s*"([0-9a-f]+)"', admin) or re.search(r'"nonce":"([0-9a-f]+)"', admin)
+    if not nonce:
+        return {"error": "no REST nonce on the dashboard"}
+    req = urllib.request.Request(
+        site + "/wp-json/wp/v2/posts",
+        data=json.dumps({"title": title, "content": "Published by the end-to-end test.", "status": "publish"}).encode(),
+        headers={"Content-Type": "application/json", "X-WP-Nonce": nonce.group(1)},
+        method="POST",
+    )
+    with opener.open(req, timeout=20) as resp:
+        post = json.loads(resp.read())
+    return {"id": post["id"], "link": post["link"], "status": post["status"]}
+
+
 site, user, password, title = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3], sys.argv[4]
-jar = http.cookiejar.CookieJar()
-opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-
-opener.open(site + "/wp-login.php", timeout=10).read()  # sets the test cookie
-form = urllib.parse.urlencode(
-    {"log": user, "pwd": password, "wp-submit": "Log In", "redirect_to": site + "/wp-admin/", "testcookie": "1"}
-).encode()
-with opener.open(site + "/wp-login.php", data=form, timeout=20) as resp:
-    admin = resp.read().decode()
-    landed = resp.geturl()
-if "/wp-admin/" not in landed:
-    print(json.dumps({"error": "login failed", "landed": landed}))
-    sys.exit(1)
-nonce = re.search(r'createNonceMiddleware\(\s*"([0-9a-f]+)"', admin) or re.search(r'"nonce":"([0-9a-f]+)"', admin)
-if not nonce:
-    print(json.dumps({"error": "no REST nonce on the dashboard"}))
-    sys.exit(1)
-
-req = urllib.request.Request(
-    site + "/wp-json/wp/v2/posts",
-    data=json.dumps({"title": title, "content": "Published by the end-to-end test.", "status": "publish"}).encode(),
-    headers={"Content-Type": "application/json", "X-WP-Nonce": nonce.group(1)},
-    method="POST",
-)
-with opener.open(req, timeout=20) as resp:
-    post = json.loads(resp.read())
-print(json.dumps({"id": post["id"], "link": post["link"], "status": post["status"]}))
+try:
+    result = publish(site, user, password, title)
+except urllib.error.HTTPError as exc:
+    page = re.sub(r"<[^>]+>|\s+", " ", exc.read().decode(errors="replace")).strip()
+    result = {"error": "site refused", "status": exc.code, "url": exc.url, "page": page[:300]}
+except (urllib.error.URLError, OSError) as exc:
+    result = {"error": f"no answer: {exc}", "status": None}
+print(json.dumps(result))
+sys.exit(0 if "error" not in result else 1)
