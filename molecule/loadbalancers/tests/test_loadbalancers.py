@@ -373,3 +373,15 @@ def test_vip_that_is_not_an_ip_fails_validation(tmp):
     assert rc != 0
     assert "keepalived_vip: 'www.example.test' is not an IP address" in out
     assert "changed=0" in out
+
+
+def test_keepalived_refusal_shows_its_words_but_not_the_vrrp_password(tmp):
+    before = lb1.check_output("md5sum /etc/keepalived/keepalived.conf")
+    rc, out = run_play({"keepalived_virtual_router_id": 300}, ["keepalived"], tmp)
+    assert rc != 0
+    # keepalived --config-test's own complaint, through the no_log task's rescue.
+    assert "outside range [1, 255]" in out, out[-3000:]
+    assert "lbs-test" not in out  # the scenario's VRRP password
+    assert lb1.check_output("md5sum /etc/keepalived/keepalived.conf") == before
+    assert lb1.service("keepalived").is_running
+    assert has_vip(lb1)
