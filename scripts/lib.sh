@@ -45,3 +45,26 @@ activate_venv() {
   export PATH="$VENV/bin:$PATH"
   export ANSIBLE_CONFIG="$PROJECT_ROOT/ansible.cfg"
 }
+
+# Where ProxySQL comes from for the lab and the suite, in this order: the .deb
+# PROXYSQL_DEB names; the package in ../shared/packages/ beside the checkout;
+# the official repository (what real users get, and what needs the Internet).
+# Exports PROXYSQL_DEB (group_vars/proxysql.yml reads it) and says which.
+proxysql_source() {
+  if [ -n "${PROXYSQL_DEB:-}" ]; then
+    [ -f "$PROXYSQL_DEB" ] || die "PROXYSQL_DEB names no file: $PROXYSQL_DEB" "point it at a proxysql .deb, or unset it"
+  else
+    PROXYSQL_DEB="$(find "$PROJECT_ROOT/../shared/packages" -maxdepth 1 -name 'proxysql_*.deb' 2>/dev/null | sort | tail -n 1)"
+  fi
+  if [ -n "$PROXYSQL_DEB" ]; then
+    PROXYSQL_DEB="$(cd "$(dirname "$PROXYSQL_DEB")" && pwd)/$(basename "$PROXYSQL_DEB")"
+    export PROXYSQL_DEB
+    log "ProxySQL from the package file $PROXYSQL_DEB"
+  else
+    export PROXYSQL_DEB=""
+    printf '\n\033[1;31m%s\n%s\n%s\033[0m\n\n' \
+      "!!! NO PROXYSQL PACKAGE FILE: neither PROXYSQL_DEB nor ../shared/packages/proxysql_*.deb exists." \
+      "!!! ProxySQL will be installed from its official repository, which needs the Internet;" \
+      "!!! where that is unreachable the converge stops at ProxySQL's install. Set PROXYSQL_DEB=/path/to/proxysql.deb." >&2
+  fi
+}

@@ -2,8 +2,6 @@
 without hosts or the ProxySQL binary: the role's defaults and vars and the
 stack's group_vars/proxysql.yml go through Ansible's own templating."""
 
-import re
-
 import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import init_plugin_loader
@@ -54,58 +52,34 @@ BACKENDS = [
 ]
 
 
-def test_primary_writes_and_backs_up_reads_replicas_read():
-    servers = render(role_templar(proxysql_backends=BACKENDS), "__proxysql_servers")
-    rows = {(s["hostgroup_id"], s["hostname"], s["port"]): s for s in servers}
-    assert set(rows) == {
-        (10, "10.0.0.31", 3306), (20, "10.0.0.31", 3306),
-        (20, "10.0.0.32", 3306), (20, "10.0.0.33", 3307),
-    }
-    # Replicas carry the reads; the primary only a small share (the fallback).
-    assert rows[(20, "10.0.0.31", 3306)]["weight"] == 1
-    assert rows[(20, "10.0.0.32", 3306)]["weight"] == 1000
-    # Lagging replicas are shunned; the primary never is.
-    assert rows[(20, "10.0.0.32", 3306)]["max_replication_lag"] == 10
-    assert rows[(10, "10.0.0.31", 3306)]["max_replication_lag"] == 0
+# Routing itself (which query reaches which server) is tested against the real
+# ProxySQL in molecule/databases, from ProxySQL's own statistics.
 
 
-def test_replicas_are_removed_from_the_writer_hostgroup_after_a_promotion():
-    promoted = [dict(b, role="replica") for b in BACKENDS]
-    promoted[1]["role"] = "primary"
-    stale = render(role_templar(proxysql_backends=promoted), "__proxysql_stale_servers")
-    assert {(s["hostgroup_id"], s["hostname"]) for s in stale} == {(10, "10.0.0.31"), (10, "10.0.0.33")}
-    servers = render(role_templar(proxysql_backends=promoted), "__proxysql_servers")
-    assert [s["hostname"] for s in servers if s["hostgroup_id"] == 10] == ["10.0.0.32"]
+def test_every_backend_is_declared_a_reader_and_the_writer_is_left_to_the_monitor():
+    tasks = (ROLE / "tasks" / "configure.yml").read_text()
+    # No task writes a server into the writer hostgroup: read_only decides.
+    assert "hostgroup_id: \"{{ proxysql_writer_hostgroup }}\"\n    hostname" not in tasks
+    assert "hostgroup_id: \"{{ proxysql_reader_hostgroup }}\"\n    hostname" in tasks
 
 
-def test_custom_hostgroups_follow_through_servers_and_rules():
-    t = role_templar(proxysql_backends=BACKENDS[:2], proxysql_writer_hostgroup=1, proxysql_reader_hostgroup=2)
-    assert {s["hostgroup_id"] for s in render(t, "__proxysql_servers")} == {1, 2}
-    assert [r["destination_hostgroup"] for r in render(t, "__proxysql_rules")] == [1, 2]
+def test_both_listeners_are_rendered_and_the_writer_port_can_be_turned_off():
+    assert render(role_templar(), "__proxysql_interfaces") == "127.0.0.1:6033;127.0.0.1:6034"
+    assert render(role_templar(proxysql_writer_listen_port=0), "__proxysql_interfaces") == "127.0.0.1:6033"
 
 
-def route(rules, digest, default):
-    """Where ProxySQL sends a query digest: the first matching rule (all apply), else the default."""
-    for rule in sorted(rules, key=lambda r: r["rule_id"]):
-        if re.search(rule["match_digest"], digest, re.IGNORECASE):  # ProxySQL's default: CASELESS
-            return rule["destination_hostgroup"]
-    return default
+def admin_candidates(cnf_text):
+    import base64
+    t = role_templar(__proxysql_cnf={"content": base64.b64encode(cnf_text.encode()).decode()})
+    return [(c["user"], c["password"]) for c in render(t, "__proxysql_admin_candidates")]
 
 
-@pytest.mark.parametrize("digest, hostgroup", [
-    ("SELECT * FROM wp_options WHERE option_name = ?", 20),
-    ("select ID from wp_posts where post_status = ?", 20),
-    ("SELECT meta_value FROM wp_postmeta WHERE post_id = ? FOR UPDATE", 10),
-    ("INSERT INTO wp_posts (post_title) VALUES (?)", 10),
-    ("UPDATE wp_options SET option_value = ? WHERE option_name = ?", 10),
-    ("DELETE FROM wp_comments WHERE comment_ID = ?", 10),
-    ("START TRANSACTION", 10),
-])
-def test_query_rules_split_reads_from_writes(digest, hostgroup):
-    t = role_templar(proxysql_backends=BACKENDS)
-    rules = render(t, "__proxysql_rules")
-    assert all(r["apply"] for r in rules)
-    assert route(rules, digest, default=10) == hostgroup
+def test_admin_logins_tried_are_the_roles_then_the_previous_runs_then_the_packages():
+    previous = 'admin_variables=\n{\n    admin_credentials="proxyadmin:old-secret"\n}\n'
+    assert admin_candidates(previous) == [("proxyadmin", "admin-secret"), ("proxyadmin", "old-secret"), ("admin", "admin")]
+    package = 'admin_variables=\n{\n\tadmin_credentials="admin:admin"\n}\n'
+    assert admin_candidates(package)[1:] == [("admin", "admin"), ("admin", "admin")]
+    assert admin_candidates("datadir=\"/var/lib/proxysql\"\n") == [("proxyadmin", "admin-secret"), ("admin", "admin")]
 
 
 @pytest.mark.parametrize("package_file, repository, source", [
@@ -126,7 +100,7 @@ def test_bootstrap_config_replaces_admin_credentials_and_keeps_admin_local():
     assert 'admin_credentials="proxyadmin:admin-secret"' in text
     assert '"admin:admin"' not in text
     assert 'mysql_ifaces="127.0.0.1:6032"' in text
-    assert 'interfaces="0.0.0.0:6033"' in text
+    assert 'interfaces="0.0.0.0:6033;0.0.0.0:6034"' in text
     assert 'monitor_username="proxysql_monitor"' in text
     # libconfig syntax: every block opened is closed.
     assert text.count("{") == text.count("}") == 2
@@ -152,16 +126,19 @@ def test_stack_wiring_builds_backends_from_the_databases_group():
     assert render(t, "proxysql_mysql_users") == [{"username": "wordpress", "password": "w"}]
 
 
-@pytest.mark.parametrize("deb, repository, enabled", [
-    ("", None, False),  # the default: no package file, no Internet
-    ("", False, False),
-    ("/tmp/p.deb", False, True),
-    ("", True, True),
+@pytest.mark.parametrize("deb, repository, source", [
+    ("", None, "repository"),  # real inventories: the official repository
+    ("/tmp/p.deb", None, "file"),  # bin/lab and bin/test: the package file
+    ("/tmp/p.deb", False, "file"),
+    ("", False, "none"),  # the role stops and says so
 ])
-def test_stack_knows_whether_proxysql_is_there(monkeypatch, deb, repository, enabled):
+def test_stack_takes_proxysql_from_the_package_file_else_the_repository(monkeypatch, deb, repository, source):
     monkeypatch.setenv("PROXYSQL_DEB", deb)
     wiring = LOADER.load_from_file(str(ROOT / "group_vars" / "proxysql.yml"))
     env = {} if repository is None else {"stack_proxysql_repository_enabled": repository}
-    t = Templar(loader=LOADER, variables=trusted(dict(wiring, **env)))
-    assert render(t, "stack_proxysql_enabled") is enabled
-    assert render(t, "proxysql_repository_enabled") is bool(repository)
+    variables = {}
+    variables.update(LOADER.load_from_file(str(ROLE / "vars" / "main.yml")))
+    variables.update(wiring, **env)
+    t = Templar(loader=LOADER, variables=trusted(variables))
+    assert render(t, "__proxysql_install_source") == source
+    assert render(t, "stack_proxysql_enabled") is True

@@ -25,6 +25,12 @@ def docker(*args, check=True, timeout=120, stdin=None):
     return proc
 
 
+def proxysql_package():
+    """The ProxySQL package bin/lab used when PROXYSQL_DEB is not set (scripts/lib.sh)."""
+    found = sorted((ROOT.parent / "shared" / "packages").glob("proxysql_*.deb"))
+    return str(found[-1]) if found else ""
+
+
 class Lab:
     """The lab as the inventory describes it, and ways to act on its hosts."""
 
@@ -75,7 +81,8 @@ class Lab:
         proc = subprocess.run(
             [str(ROOT / ".venv/bin/ansible-playbook"), *sources, str(ROOT / "playbooks" / playbook), *args],
             capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-            env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0"),
+            env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+                     PROXYSQL_DEB=os.environ.get("PROXYSQL_DEB") or proxysql_package()),
         )
         seconds = round(time.monotonic() - start, 1)
         (ARTIFACTS / f"playbook-{playbook.removesuffix('.yml')}-{int(time.time())}.log").write_text(proc.stdout + proc.stderr)

@@ -3,6 +3,8 @@
 import re
 import time
 
+from conftest import report
+
 
 def test_www_resolves_through_the_lab_resolver_to_the_vip(lab, client):
     resolver = lab.address(lab.hosts("dns_resolvers")[0])
@@ -46,6 +48,11 @@ def test_admin_publishes_a_post_visible_everywhere_and_on_the_replica(lab, clien
         client, "wp_publish.py", url, lab.hostvars[web].get("wordpress_admin_user", "admin"), lab.secret("wordpress_admin_password"), title
     )
     assert post.get("status") == "publish", post
+    # Its row reached the replica, which serves the visitors' reads.
+    replica = next(h for h in lab.hosts("databases") if lab.hostvars[h].get("mariadb_replication_role") == "replica")
+    lab.wait_until("the post on the replica", lambda: lab.sh(
+        replica, f"mariadb -N -e \"SELECT COUNT(*) FROM wordpress.wp_posts WHERE post_title = '{title}'\""
+    ).stdout.strip() == "1", timeout=5, interval=0.2)
     # Visible through the VIP, whichever web host answers: roundrobin spreads
     # these requests, and each web host's log shows it served the post.
     path = "/" + post["link"].split("/", 3)[3]
@@ -55,14 +62,31 @@ def test_admin_publishes_a_post_visible_everywhere_and_on_the_replica(lab, clien
     for web in lab.hosts("webservers"):
         served = lab.sh(web, f"grep -c -F 'GET {path} ' /var/log/apache2/*access.log").stdout
         assert sum(int(n.rsplit(':', 1)[-1]) for n in served.split()) > 0, f"{web} never served {path}"
-    # Its row reached the replica.
+
+
+def test_an_author_reads_their_own_post_at_once_while_visitors_read_the_lagging_replica(lab, client, site_url):
+    """Read-your-writes: the replica applies events 6 s late (MASTER_DELAY, under
+    ProxySQL's 10 s lag bound, so it keeps serving visitors)."""
+    url, _ = site_url
+    web = lab.hosts("webservers")[0]
     replica = next(h for h in lab.hosts("databases") if lab.hostvars[h].get("mariadb_replication_role") == "replica")
-    deadline = time.monotonic() + 5
-    while True:
-        count = lab.sh(
-            replica, f"mariadb -N -e \"SELECT COUNT(*) FROM wordpress.wp_posts WHERE post_title = '{title}'\""
-        ).stdout.strip()
-        if count == "1" or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert count == "1"
+    delay = 6
+    lab.sh(replica, f"mariadb -e 'STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = {delay}; START SLAVE'")
+    try:
+        title = f"read your own writes {int(time.time())}"
+        post = lab.python(client, "wp_publish.py", url, lab.hostvars[web].get("wordpress_admin_user", "admin"),
+                          lab.secret("wordpress_admin_password"), title)
+        published = time.monotonic()
+        assert post.get("status") == "publish", post
+        # The author, logged in, reads from the primary: the post is in wp-admin at once.
+        assert post["seen_in_admin"], post
+        # A visitor reads from the replica, which has not applied it yet.
+        first = lab.sh(client, f"curl -sS -o /dev/null -w '%{{http_code}}' '{post['link']}'").stdout
+        assert first == "404", first
+        lab.wait_until("visitors to see the post", lambda: title in lab.sh(
+            client, f"curl -sS '{post['link']}'", check=False).stdout, timeout=30, interval=0.5)
+        seen = round(time.monotonic() - published, 1)
+        report("read_your_writes", {"replica_delay_s": delay, "author_saw_it": post["seen_in_admin"],
+                                    "visitor_first_status": first, "visitors_saw_it_after_s": seen})
+    finally:
+        lab.sh(replica, "mariadb -e 'STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE'")

@@ -4,8 +4,9 @@
 
 Runs inside a lab client: logs in through wp-login.php (through the VIP, so
 HAProxy routes it to the admin backend), reads the REST nonce from wp-admin,
-publishes a post through the REST API with the login cookie, and prints JSON
-with the post's id and link; when the site refuses a step, the HTTP status and
+publishes a post through the REST API with the login cookie, opens the posts
+list in wp-admin, and prints JSON with the post's id and link and whether the
+author saw it there; when the site refuses a step, the HTTP status and
 the start of the page it answered with instead."""
 
 import http.cookiejar
@@ -40,7 +41,10 @@ def publish(site, user, password, title):
     )
     with opener.open(req, timeout=20) as resp:
         post = json.loads(resp.read())
-    return {"id": post["id"], "link": post["link"], "status": post["status"]}
+    # The author's own view right after: the posts list in wp-admin.
+    with opener.open(site + "/wp-admin/edit.php", timeout=20) as resp:
+        seen = title in resp.read().decode(errors="replace")
+    return {"id": post["id"], "link": post["link"], "status": post["status"], "seen_in_admin": seen}
 
 
 site, user, password, title = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3], sys.argv[4]
