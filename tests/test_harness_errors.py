@@ -29,3 +29,39 @@ def test_an_engine_that_cannot_start_is_reported_with_a_fix(tmp_path):
     assert proc.returncode != 0
     assert "the Docker engine did not start" in proc.stderr
     assert "How to fix:" in proc.stderr
+
+
+def proxysql_source(project_root, **env):
+    """scripts/lib.sh's proxysql_source, run as if the checkout were project_root."""
+    script = f'source "{ROOT}/scripts/lib.sh"; PROJECT_ROOT="{project_root}"; proxysql_source; echo "PROXYSQL_DEB=$PROXYSQL_DEB"'
+    environ = {k: v for k, v in os.environ.items() if k != "PROXYSQL_DEB"}
+    return run(["bash", "-c", script], env=dict(environ, **env))
+
+
+def test_proxysql_comes_from_the_shared_package_beside_the_checkout(tmp_path):
+    (tmp_path / "shared" / "packages").mkdir(parents=True)
+    deb = tmp_path / "shared" / "packages" / "proxysql_2.7.1_amd64.deb"
+    deb.write_bytes(b"")
+    (tmp_path / "main").mkdir()
+    proc = proxysql_source(tmp_path / "main")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"PROXYSQL_DEB={deb}"
+    assert f"ProxySQL from the package file {deb}" in proc.stderr
+
+
+def test_proxysql_deb_wins_and_must_name_a_file(tmp_path):
+    given = tmp_path / "mine.deb"
+    given.write_bytes(b"")
+    assert proxysql_source(tmp_path, PROXYSQL_DEB=str(given)).stdout.strip() == f"PROXYSQL_DEB={given}"
+    proc = proxysql_source(tmp_path, PROXYSQL_DEB=str(tmp_path / "missing.deb"))
+    assert proc.returncode != 0
+    assert "PROXYSQL_DEB names no file" in proc.stderr and "How to fix:" in proc.stderr
+
+
+def test_no_proxysql_package_is_said_loudly(tmp_path):
+    (tmp_path / "main").mkdir()
+    proc = proxysql_source(tmp_path / "main")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == "PROXYSQL_DEB="
+    assert "NO PROXYSQL PACKAGE FILE" in proc.stderr
+    assert "official repository" in proc.stderr

@@ -291,11 +291,12 @@ def test_proxysql_routes_reads_to_the_replica_and_writes_locks_and_transactions_
 
 
 def test_a_lagging_replica_is_shunned_and_comes_back():
-    # A stopped SQL thread reports no lag; ProxySQL counts that as 60 s, past the 10 s bound.
-    root_sql(db2, "STOP SLAVE SQL_THREAD")
+    # Real lag: the replica applies events 30 s late (MASTER_DELAY), past the 10 s bound.
+    root_sql(db2, "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 30; START SLAVE")
     try:
-        stopped = time.monotonic()
-        shunned = wait_for("db2 shunned", lambda: servers().get((20, DB2)) == "SHUNNED")
+        assert proxy_sql("INSERT INTO split_probe (v) VALUES (100)").rc == 0
+        written = time.monotonic()
+        shunned = wait_for("db2 shunned", lambda: servers().get((20, DB2)) == "SHUNNED", timeout=25)
         before = served()
         errors = sum(proxy_sql("SELECT COUNT(*) FROM seed_proof").rc != 0 for _ in range(10))
         after = served()
@@ -303,11 +304,25 @@ def test_a_lagging_replica_is_shunned_and_comes_back():
         assert after.get(DB2, 0) == before.get(DB2, 0), "a shunned replica served reads"
         assert after.get(DB1, 0) - before.get(DB1, 0) >= 10, "reads did not fall back to the primary"
     finally:
-        root_sql(db2, "START SLAVE SQL_THREAD")
-    started = time.monotonic()
+        root_sql(db2, "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE")
+    caught_up = time.monotonic()
     back = wait_for("db2 back online", lambda: servers().get((20, DB2)) == "ONLINE")
-    record(f"proxysql: lagging replica shunned {shunned - stopped:.1f} s after its SQL thread stopped, "
-           f"online {back - started:.1f} s after it started again; reads fell back to the primary meanwhile")
+    record(f"proxysql: lagging replica shunned {shunned - written:.1f} s after a write it delays by 30 s "
+           f"(bound 10 s), online {back - caught_up:.1f} s after it caught up; reads fell back to the primary meanwhile")
+
+
+def test_a_replica_that_lost_its_primary_keeps_serving_reads():
+    # An IO thread that cannot reach the primary reports no lag (NULL): kept, not shunned.
+    root_sql(db2, "STOP SLAVE IO_THREAD")
+    try:
+        assert "Seconds_Behind_Master: NULL" in slave_status(db2)
+        time.sleep(3)
+        assert servers().get((20, DB2)) == "ONLINE"
+        before = served()
+        assert all(proxy_sql("SELECT COUNT(*) FROM seed_proof").rc == 0 for _ in range(10))
+        assert served().get(DB2, 0) - before.get(DB2, 0) >= 8
+    finally:
+        root_sql(db2, "START SLAVE IO_THREAD")
 
 
 def test_proxysql_reads_fall_back_to_the_primary_when_the_replica_stops():
