@@ -54,7 +54,9 @@ proxysql_source() {
   if [ -n "${PROXYSQL_DEB:-}" ]; then
     [ -f "$PROXYSQL_DEB" ] || die "PROXYSQL_DEB names no file: $PROXYSQL_DEB" "point it at a proxysql .deb, or unset it"
   else
-    PROXYSQL_DEB="$(find "$PROJECT_ROOT/../shared/packages" -maxdepth 1 -name 'proxysql_*.deb' 2>/dev/null | sort | tail -n 1 || true)"
+    # The newest version for this machine's architecture.
+    PROXYSQL_DEB="$(find "$PROJECT_ROOT/../shared/packages" -maxdepth 1 -name "proxysql_*_$(dpkg --print-architecture).deb" 2>/dev/null |
+      sort -V | tail -n 1 || true)"
   fi
   if [ -n "$PROXYSQL_DEB" ]; then
     PROXYSQL_DEB="$(cd "$(dirname "$PROXYSQL_DEB")" && pwd)/$(basename "$PROXYSQL_DEB")"

@@ -56,13 +56,6 @@ BACKENDS = [
 # ProxySQL in molecule/databases, from ProxySQL's own statistics.
 
 
-def test_every_backend_is_declared_a_reader_and_the_writer_is_left_to_the_monitor():
-    tasks = (ROLE / "tasks" / "configure.yml").read_text()
-    # No task writes a server into the writer hostgroup: read_only decides.
-    assert "hostgroup_id: \"{{ proxysql_writer_hostgroup }}\"\n    hostname" not in tasks
-    assert "hostgroup_id: \"{{ proxysql_reader_hostgroup }}\"\n    hostname" in tasks
-
-
 def test_both_listeners_are_rendered_and_the_writer_port_can_be_turned_off():
     assert render(role_templar(), "__proxysql_interfaces") == "127.0.0.1:6033;127.0.0.1:6034"
     assert render(role_templar(proxysql_writer_listen_port=0), "__proxysql_interfaces") == "127.0.0.1:6033"
@@ -141,4 +134,3 @@ def test_stack_takes_proxysql_from_the_package_file_else_the_repository(monkeypa
     variables.update(wiring, **env)
     t = Templar(loader=LOADER, variables=trusted(variables))
     assert render(t, "__proxysql_install_source") == source
-    assert render(t, "stack_proxysql_enabled") is True

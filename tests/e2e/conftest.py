@@ -26,9 +26,11 @@ def docker(*args, check=True, timeout=120, stdin=None):
 
 
 def proxysql_package():
-    """The ProxySQL package bin/lab used when PROXYSQL_DEB is not set (scripts/lib.sh)."""
-    found = sorted((ROOT.parent / "shared" / "packages").glob("proxysql_*.deb"))
-    return str(found[-1]) if found else ""
+    """The ProxySQL package bin/lab uses when PROXYSQL_DEB is not set: scripts/lib.sh decides."""
+    return subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/scripts/lib.sh"; proxysql_source 2>/dev/null; echo "$PROXYSQL_DEB"'],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()
 
 
 class Lab:
