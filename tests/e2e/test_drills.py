@@ -225,8 +225,11 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     figures["stop_loop"] = {k: v for k, v in lost.items() if k != "failures"}
     report("drill_stop_primary", figures)
 
-    # Visitors were served all along: only requests in flight may fail.
-    assert frozen["sent"] > 150 and frozen["failed"] <= 1, frozen
+    # Visitors were served all along: only requests in flight may fail. During
+    # a freeze that includes a request one of whose queries took the frozen
+    # primary's small read share (weight 1 of 1001) before the monitor's pings
+    # shunned it (~3 s): seen 0 and 1 of 230-250 requests.
+    assert frozen["sent"] > 150 and frozen["failed"] <= 2, frozen
     assert lost["sent"] > 50 and lost["failed"] <= 1, lost
     # ProxySQL followed by itself: its declared servers never changed.
     for web in lab.hosts("webservers"):  # the proxysql group is the web hosts
