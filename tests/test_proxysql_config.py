@@ -45,13 +45,6 @@ def render(templar, name):
     return templar.template(trust_as_template("{{ %s }}" % name))
 
 
-BACKENDS = [
-    {"address": "10.0.0.31", "role": "primary"},
-    {"address": "10.0.0.32", "role": "replica"},
-    {"address": "10.0.0.33", "role": "replica", "port": 3307},
-]
-
-
 # Routing itself (which query reaches which server) is tested against the real
 # ProxySQL in molecule/databases, from ProxySQL's own statistics.
 
@@ -87,7 +80,7 @@ def test_install_source_prefers_the_package_file(package_file, repository, sourc
 
 
 def test_bootstrap_config_replaces_admin_credentials_and_keeps_admin_local():
-    t = role_templar(proxysql_backends=BACKENDS, proxysql_listen_address="0.0.0.0")
+    t = role_templar(proxysql_listen_address="0.0.0.0")
     text = t.template(trust_as_template((ROLE / "templates/etc/proxysql.cnf.j2").read_text()))
     assert text.startswith("#")
     assert 'admin_credentials="proxyadmin:admin-secret"' in text
