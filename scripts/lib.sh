@@ -70,3 +70,37 @@ proxysql_source() {
       "!!! where that is unreachable the converge stops at ProxySQL's install. Set PROXYSQL_DEB=/path/to/proxysql.deb." >&2
   fi
 }
+
+# Which lab: LAB_PROFILE=lab (default) is the containers of inventory/lab on
+# Debian 13, reached through Docker; LAB_PROFILE=vm is inventory/vm, the
+# production path on Debian 12: fully qualified names, SSH as a sudoer,
+# secrets in an ansible-vault file, a certificate given as a file, unicast
+# VRRP. Exports LAB_PROFILE, LAB_INVENTORY, LAB_STATE (the control node's
+# files for that lab, outside git), LAB_DISTRO, and for vm what an operator's
+# shell has for real VMs: the vault password file and the SSH key.
+lab_profile() {
+  LAB_PROFILE="${LAB_PROFILE:-lab}"
+  case "$LAB_PROFILE" in
+  lab)
+    LAB_INVENTORY="$PROJECT_ROOT/inventory/lab"
+    LAB_STATE="$PROJECT_ROOT/.lab"
+    LAB_DISTRO="${LAB_DISTRO:-trixie}"
+    ;;
+  vm)
+    LAB_INVENTORY="$PROJECT_ROOT/inventory/vm"
+    LAB_STATE="$PROJECT_ROOT/.lab-vm"
+    LAB_DISTRO="${LAB_DISTRO:-bookworm}"
+    # The password that opens the inventory's vault (made once, kept).
+    if [ ! -s "$LAB_STATE/vault-password" ]; then
+      mkdir -p "$LAB_STATE" && chmod 0700 "$LAB_STATE"
+      (umask 077 && head -c 30 /dev/urandom | base64 >"$LAB_STATE/vault-password")
+    fi
+    export ANSIBLE_VAULT_PASSWORD_FILE="$LAB_STATE/vault-password"
+    export ANSIBLE_PRIVATE_KEY_FILE="$LAB_STATE/ssh/id_ed25519"
+    # New containers, new host keys: nothing to remember between labs.
+    export ANSIBLE_SSH_ARGS="-C -o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+    ;;
+  *) die "LAB_PROFILE=$LAB_PROFILE is not a lab profile." "use LAB_PROFILE=lab (the default) or LAB_PROFILE=vm" ;;
+  esac
+  export LAB_PROFILE LAB_INVENTORY LAB_STATE LAB_DISTRO
+}

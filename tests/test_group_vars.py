@@ -4,66 +4,18 @@ group_vars next to the inventory source or the playbook, so each inventory links
 the shared files in; these tests prove the link works and is present everywhere."""
 
 import json
-import os
 import subprocess
 
 import pytest
 import yaml
+
+from conftest import run_debug_play
 
 INVENTORIES = ["lab", "production.example"]
 
 
 def shared_group_files(root):
     return sorted(p for p in (root / "group_vars").glob("*.yml"))
-
-
-def run_debug_play(root, venv_bin, ansible_env, inventory, tmp_path, variables):
-    """Run a play from playbooks/ (where users' playbooks live) and return the
-    values of `variables` for every host, as Ansible resolved them."""
-    playbook = root / "playbooks" / f".test_group_vars_{os.getpid()}.yml"
-    playbook.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "Show variables",
-                    "hosts": "all",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "Show",
-                            "ansible.builtin.debug": {
-                                "msg": {v: "{{ %s | default('UNDEFINED') }}" % v for v in variables}
-                            },
-                        }
-                    ],
-                }
-            ]
-        )
-    )
-    env = dict(ansible_env, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    try:
-        proc = subprocess.run(
-            [
-                str(venv_bin / "ansible-playbook"),
-                "-i",
-                str(root / "inventory" / inventory),
-                str(playbook),
-                # Nothing is contacted: debug runs on the controller.
-                "-e",
-                "ansible_connection=local",
-            ],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        playbook.unlink()
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout)
-    hosts = result["plays"][0]["tasks"][0]["hosts"]
-    return {host: res["msg"] for host, res in hosts.items()}
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)

@@ -92,24 +92,8 @@ def test_bootstrap_config_replaces_admin_credentials_and_keeps_admin_local():
     assert text.count("{") == text.count("}") == 2
 
 
-def test_stack_wiring_builds_backends_from_the_databases_group():
-    wiring = LOADER.load_from_file(str(ROOT / "group_vars" / "proxysql.yml"))
-    hostvars = {
-        "db1": {"stack_address": "10.213.0.31", "mariadb_replication_role": "primary"},
-        "db2": {"stack_address": "10.213.0.32", "mariadb_replication_role": "replica"},
-        "db3": {"stack_address": "192.0.2.33", "mariadb_port": 3307},
-    }
-    t = Templar(loader=LOADER, variables=trusted(dict(
-        wiring, groups={"databases": ["db1", "db2", "db3"]}, hostvars=hostvars,
-        vault_proxysql_admin_password="a", vault_mariadb_monitor_password="m", vault_wordpress_db_password="w")))
-    backends = render(t, "proxysql_backends")
-    assert backends == [
-        {"address": "10.213.0.31", "port": 3306, "role": "primary"},
-        {"address": "10.213.0.32", "port": 3306, "role": "replica"},
-        # No role set: the mariadb role's default, primary.
-        {"address": "192.0.2.33", "port": 3307, "role": "primary"},
-    ]
-    assert render(t, "proxysql_mysql_users") == [{"username": "wordpress", "password": "w"}]
+# The backends the stack declares (group_vars/proxysql.yml) are rendered from
+# real inventories in tests/test_wiring.py.
 
 
 @pytest.mark.parametrize("deb, repository, source", [

@@ -1,7 +1,9 @@
 """End-to-end tests against the running lab (./bin/lab brings it up).
 
-Every request starts inside the lab: from the client container (client1) to
-the VIP, or between the lab's own containers. Nothing leaves the machine."""
+LAB_PROFILE picks the lab as for bin/lab: lab (inventory/lab) or vm
+(inventory/vm, the production path: SSH, vault, certificate files). Every
+request starts inside the lab: from the client container to the VIP, or
+between the lab's own containers. Nothing leaves the machine."""
 
 import json
 import os
@@ -10,6 +12,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
@@ -33,14 +36,31 @@ def proxysql_package():
     ).stdout.strip()
 
 
+def lab_profile():
+    """LAB_PROFILE, LAB_INVENTORY, LAB_STATE and the Ansible settings of the
+    lab, as scripts/lib.sh (bin/lab) sets them."""
+    out = subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/scripts/lib.sh"; lab_profile; env -0'],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
+    keys = ("LAB_PROFILE", "LAB_INVENTORY", "LAB_STATE", "LAB_DISTRO",
+            "ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_PRIVATE_KEY_FILE", "ANSIBLE_SSH_ARGS")
+    return {k: env[k] for k in keys if k in env}
+
+
 class Lab:
     """The lab as the inventory describes it, and ways to act on its hosts."""
 
     def __init__(self):
+        self.profile = lab_profile()
+        self.name = self.profile["LAB_PROFILE"]
+        self.inventory = pathlib.Path(self.profile["LAB_INVENTORY"])
+        self.state = pathlib.Path(self.profile["LAB_STATE"])
+        self.env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), **self.profile)
         out = subprocess.run(
-            [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(ROOT / "inventory/lab"), "--list"],
-            capture_output=True, text=True, check=True, cwd=ROOT,
-            env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")),
+            [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(self.inventory), "--list"],
+            capture_output=True, text=True, check=True, cwd=ROOT, env=self.env,
         ).stdout
         inv = json.loads(out)
         self.hostvars = inv["_meta"]["hostvars"]
@@ -51,14 +71,23 @@ class Lab:
         self.site = "www." + self.domain
 
     def address(self, host):
-        return self.hostvars[host]["lab_address"]
+        return self.hostvars[host]["stack_address"]
 
     def hosts(self, group):
         # Children groups (proxysql -> webservers) resolve through ansible-inventory's "children".
         return self.groups.get(group, [])
 
     def secret(self, name):
-        return (ROOT / ".lab" / "secrets" / name).read_text().split()[0]
+        """A secret of the stack by its vault name without vault_ (wordpress_admin_password)."""
+        if self.name == "lab":
+            return (self.state / "secrets" / name).read_text().split()[0]
+        if not hasattr(self, "_vault"):
+            out = subprocess.run(
+                [str(ROOT / ".venv/bin/ansible-vault"), "view", str(self.inventory / "group_vars/all/vault.yml")],
+                capture_output=True, text=True, check=True, cwd=ROOT, env=self.env,
+            ).stdout
+            self._vault = yaml.safe_load(out)
+        return self._vault["vault_" + name]
 
     def sh(self, host, command, check=True, timeout=120):
         return docker("exec", host, "bash", "-c", command, check=check, timeout=timeout)
@@ -76,14 +105,14 @@ class Lab:
         """Run one of the project's playbooks against the lab, as an operator would; return (seconds, output).
 
         With fails=True it must fail instead (a refusal)."""
-        sources = ["-i", str(ROOT / "inventory/lab")]
+        sources = ["-i", str(self.inventory)]
         for extra in inventories:
             sources += ["-i", str(extra)]
         start = time.monotonic()
         proc = subprocess.run(
             [str(ROOT / ".venv/bin/ansible-playbook"), *sources, str(ROOT / "playbooks" / playbook), *args],
             capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-            env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+            env=dict(self.env, ANSIBLE_FORCE_COLOR="0",
                      PROXYSQL_DEB=os.environ.get("PROXYSQL_DEB") or proxysql_package()),
         )
         seconds = round(time.monotonic() - start, 1)

@@ -34,7 +34,7 @@ def browser(lab, site_url, tmp_path):
     nssdb.mkdir(parents=True)
     subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True)
     subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "wpha-lab-ca", "-t", "C,,",
-                    "-i", str(ROOT / ".lab" / "ca" / "ca.crt")], check=True)
+                    "-i", str(lab.state / "ca" / "ca.crt")], check=True)
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

@@ -1,9 +1,10 @@
 """The site as its visitors and its admin see it, through DNS, the VIP and TLS."""
 
+import pathlib
 import re
 import time
 
-from conftest import report
+from conftest import docker, report
 
 
 def test_www_resolves_through_the_lab_resolver_to_the_vip(lab, client):
@@ -88,3 +89,50 @@ def test_an_author_reads_their_own_post_at_once_while_visitors_read_the_lagging_
         client, f"curl -sS '{post['link']}'", check=False).stdout, timeout=30, interval=0.5)
     report("read_your_writes", {"author_saw_it_in_wp_admin": post["seen_in_admin"], "visitor_statuses_while_behind": statuses,
                                 "visitors_saw_it_after_catch_up_s": round(time.monotonic() - caught_up, 1)})
+
+
+def test_a_post_whose_web_host_fails_after_writing_is_not_replayed(lab, client, site_url):
+    """HAProxy retries a failed GET on the other web host, never a POST that a
+    web host received: the rows written count the executions."""
+    url, _ = site_url
+    script = (pathlib.Path(__file__).parent / "post_drill.php").read_text()
+    primary = next(h for h in lab.hosts("databases") if lab.hostvars[h].get("mariadb_replication_role") == "primary")
+    token = f"retry-{int(time.time())}"
+    drops = []
+    try:
+        for web in lab.hosts("webservers"):
+            root = lab.sh(web, "grep -h -m1 DocumentRoot /etc/apache2/sites-enabled/*.conf").stdout.split()[1]
+            drops.append((web, f"{root}/wpha-e2e-drill.php"))
+            docker("exec", "-i", web, "bash", "-c", f"cat > {drops[-1][1]}", stdin=script)
+        executed = {}
+        for method in ("POST", "GET"):
+            status = lab.sh(client, f"curl -sS -o /dev/null -w '%{{http_code}}' -X {method} -d x=1 "
+                                    f"'{url}wpha-e2e-drill.php?t={token}-{method}'").stdout
+            assert status == "500", (method, status)
+            executed[method] = int(lab.sh(primary, "mariadb -N -e \"SELECT COUNT(*) FROM wordpress.wp_options "
+                                                   f"WHERE option_name LIKE 'wpha_e2e_{token}-{method}_%'\"").stdout)
+        report("post_not_replayed", executed)
+        assert executed["POST"] == 1, executed
+        # The same failure on a GET is retried on the other host: retries are on.
+        assert executed["GET"] >= 2, executed
+    finally:
+        for web, path in drops:
+            lab.sh(web, f"rm -f {path}", check=False)
+        lab.sh(primary, f"mariadb -e \"DELETE FROM wordpress.wp_options WHERE option_name LIKE 'wpha_e2e_{token}%'\"", check=False)
+
+
+def test_vrrp_adverts_carry_no_password_and_go_where_the_inventory_says(lab):
+    lbs = lab.hosts("loadbalancers")
+    master = next(h for h in lbs if lab.vip in lab.sh(h, "ip -4 -o addr show").stdout)
+    backup = next(h for h in lbs if h != master)
+    adverts = [a for a in lab.python(backup, "vrrp_sniff.py", 3, 10, timeout=30) if a["source"] == lab.address(master)]
+    assert len(adverts) >= 2, adverts
+    settings = lab.hostvars[master]
+    unicast = settings["stack_vrrp_mode"] == "unicast"
+    report("vrrp_on_the_wire", {"mode": settings["stack_vrrp_mode"], "advert": adverts[0]})
+    for advert in adverts:
+        assert advert["destination"] == (lab.address(backup) if unicast else "224.0.0.18"), advert
+        assert advert["router_id"] == int(settings["stack_vrrp_router_id"]), advert
+        # VRRPv3: no authentication field; nothing secret on the wire.
+        assert advert["version"] == 3, advert
+        assert advert["length"] == 8 + 4 * advert["addresses"], advert

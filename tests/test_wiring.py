@@ -1,0 +1,160 @@
+"""The cross-tier wiring (the top-level group_vars/) renders the same for a host
+whether the run covers every host or only that one (--limit, a tier playbook,
+rolling_update.yml), and a host the inventory gives no address stops every
+playbook before anything changes, naming the host and the variable.
+
+Each value below is what a role turns into a configuration file: HAProxy's
+servers (haproxy.cfg), keepalived's peers, Apache's trusted proxies
+(remoteip), the uploads peers (SSH keys and rsync targets), MariaDB's grants,
+ProxySQL's servers and the zone files. The plays gather no facts, exactly as a
+limited run has none for the hosts it leaves out."""
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import ansible_environ, run_debug_play
+
+INVENTORIES = ["lab", "vm", "production.example"]
+
+WIRING = [
+    "loadbalancers_web_servers",
+    "haproxy_backends",
+    "keepalived_unicast_src_ip",
+    "keepalived_unicast_peers",
+    "keepalived_virtual_router_id",
+    "apache_remoteip_trusted_proxies",
+    "uploads_sync_peers",
+    "wordpress_db_host",
+    "mariadb_replication_primary_host",
+    "mariadb_replication_user_hosts",
+    "mariadb_app_user_hosts",
+    "mariadb_monitor_user_hosts",
+    "mariadb_health_user_hosts",
+    "proxysql_backends",
+    "bind9_zones",
+    "bind9_root_hints",
+    "bind9_allow_recursion",
+]
+
+
+def inventory_hosts(root, inventory):
+    out = subprocess.run(
+        [str(root / ".venv/bin/ansible-inventory"), "-i", str(root / "inventory" / inventory), "--list"],
+        capture_output=True, text=True, check=True, cwd=root, env=ansible_environ(),
+    ).stdout
+    return yaml.safe_load(out)
+
+
+def addresses(inv, group):
+    hosts = group_hosts(inv, group)
+    return [inv["_meta"]["hostvars"][h]["stack_address"] for h in hosts]
+
+
+def group_hosts(inv, group):
+    hosts = list(inv.get(group, {}).get("hosts", []))
+    for child in inv.get(group, {}).get("children", []):
+        hosts += [h for h in group_hosts(inv, child) if h not in hosts]
+    return hosts
+
+
+@pytest.fixture(scope="module")
+def full_runs(root, venv_bin, tmp_path_factory):
+    """The wiring of every host of each inventory, rendered in one run over all hosts."""
+    env = ansible_environ()
+    return {
+        inventory: run_debug_play(root, venv_bin, env, inventory, tmp_path_factory.mktemp(inventory), WIRING)
+        for inventory in INVENTORIES
+    }
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+@pytest.mark.parametrize("group", ["loadbalancers", "webservers", "databases", "dns_authoritative", "dns_resolvers"])
+def test_a_limited_run_renders_what_a_full_run_renders(root, venv_bin, ansible_env, tmp_path, full_runs, inventory, group):
+    inv = inventory_hosts(root, inventory)
+    host = group_hosts(inv, group)[0]
+    limited = run_debug_play(root, venv_bin, ansible_env, inventory, tmp_path, WIRING, limit=host)
+    assert list(limited) == [host]
+    assert limited[host] == full_runs[inventory][host]
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_the_wiring_names_every_peer_from_the_inventory(root, full_runs, inventory):
+    inv = inventory_hosts(root, inventory)
+    run = full_runs[inventory]
+    lbs, webs, dbs = (group_hosts(inv, g) for g in ("loadbalancers", "webservers", "databases"))
+    web = run[webs[0]]
+    assert web["apache_remoteip_trusted_proxies"] == addresses(inv, "loadbalancers")
+    assert web["uploads_sync_peers"] == addresses(inv, "webservers")[1:]
+    assert [b["address"] for b in web["proxysql_backends"]] == addresses(inv, "databases")
+    lb = run[lbs[0]]
+    assert [s["address"] for s in lb["loadbalancers_web_servers"]] == addresses(inv, "webservers")
+    assert [s["name"] for s in lb["loadbalancers_web_servers"]] == webs
+    db = run[dbs[0]]
+    assert db["mariadb_health_user_hosts"] == ["localhost"] + addresses(inv, "loadbalancers")
+    assert db["mariadb_replication_user_hosts"] == addresses(inv, "databases")
+    assert set(addresses(inv, "proxysql")) <= set(db["mariadb_app_user_hosts"])
+    # The site's zone has an A record for every host whose name is in it.
+    primary_ns = run[group_hosts(inv, "dns_authoritative")[0]]
+    site_zone = primary_ns["bind9_zones"][0]
+    records = {(r["name"], r["value"]) for r in site_zone["records"] if r["type"] == "A"}
+    domain = site_zone["name"]
+    for host, hv in inv["_meta"]["hostvars"].items():
+        fqdn = host if "." in host else f"{host}.{domain}"
+        if fqdn.endswith("." + domain):
+            assert (fqdn + ".", hv["stack_address"]) in records, host
+    # Name servers are named once, fully qualified, whatever the inventory's names.
+    for ns in site_zone["nameservers"]:
+        assert ns.endswith("." + domain + ".") and ns.count("." + domain) == 1, ns
+
+
+@pytest.mark.parametrize("inventory", ["lab", "vm"])
+def test_keepalived_transport_follows_one_variable(root, full_runs, inventory):
+    inv = inventory_hosts(root, inventory)
+    lbs = group_hosts(inv, "loadbalancers")
+    mode = inv["_meta"]["hostvars"][lbs[0]]["stack_vrrp_mode"]
+    first = full_runs[inventory][lbs[0]]
+    if mode == "unicast":
+        assert first["keepalived_unicast_src_ip"] == addresses(inv, "loadbalancers")[0]
+        assert first["keepalived_unicast_peers"] == addresses(inv, "loadbalancers")[1:]
+    else:
+        assert first["keepalived_unicast_peers"] == []
+    assert first["keepalived_virtual_router_id"] == inv["_meta"]["hostvars"][lbs[0]]["stack_vrrp_router_id"]
+
+
+def copy_inventory(root, tmp_path, inventory="lab"):
+    dest = tmp_path / "inventory"
+    shutil.copytree(root / "inventory" / inventory, dest, symlinks=False)
+    return dest
+
+
+@pytest.mark.parametrize("playbook", ["site.yml", "webservers.yml", "rolling_update.yml", "db_promote.yml"])
+def test_a_host_without_an_address_stops_the_play_before_any_change(root, venv_bin, ansible_env, tmp_path, playbook):
+    inv = copy_inventory(root, tmp_path)
+    hosts = inv / "hosts.yml"
+    hosts.write_text(hosts.read_text().replace("db2: {stack_address: 10.213.0.32,", "db2: {"))
+    proc = subprocess.run(
+        [str(venv_bin / "ansible-playbook"), "-i", str(inv), str(root / "playbooks" / playbook), "--limit", "web1",
+         "-e", "ansible_connection=local"],
+        cwd=tmp_path, env=ansible_env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "stack_address is missing or not an IPv4 address for: db2." in proc.stdout, proc.stdout[-3000:]
+    # Nothing past the check ran.
+    assert "Preflight checks of the inventory" in proc.stdout
+    assert "changed=0" in proc.stdout and "ok=0" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_missing_router_id_is_named(root, venv_bin, ansible_env, tmp_path):
+    inv = copy_inventory(root, tmp_path)
+    lab = inv / "group_vars" / "all" / "10_lab.yml"
+    lab.write_text(lab.read_text().replace("stack_vrrp_router_id:", "# stack_vrrp_router_id:"))
+    proc = subprocess.run(
+        [str(venv_bin / "ansible-playbook"), "-i", str(inv), str(root / "playbooks" / "loadbalancers.yml"),
+         "-e", "ansible_connection=local"],
+        cwd=tmp_path, env=ansible_env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "stack_vrrp_router_id is not set" in proc.stdout, proc.stdout[-3000:]
