@@ -28,6 +28,8 @@ WIRING = [
     "apache_remoteip_trusted_proxies",
     "uploads_sync_peers",
     "wordpress_db_host",
+    "php_fpm_max_execution_time",
+    "haproxy_timeout_server",
     "mariadb_replication_primary_host",
     "mariadb_replication_user_hosts",
     "mariadb_app_user_hosts",
@@ -158,3 +160,15 @@ def test_a_missing_router_id_is_named(root, venv_bin, ansible_env, tmp_path):
     )
     assert proc.returncode != 0
     assert "stack_vrrp_router_id is not set" in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_haproxy_waits_longer_than_php_may_run(root, full_runs, inventory):
+    inv = inventory_hosts(root, inventory)
+    lb = full_runs[inventory][group_hosts(inv, "loadbalancers")[0]]
+    web = full_runs[inventory][group_hosts(inv, "webservers")[0]]
+    php_limit = int(web["php_fpm_max_execution_time"])
+    # roles/php_fpm: request_terminate_timeout = max_execution_time + 30 s.
+    terminate = php_limit + 30
+    assert lb["haproxy_timeout_server"].endswith("s")
+    assert int(lb["haproxy_timeout_server"][:-1]) > terminate, (lb["haproxy_timeout_server"], terminate)
