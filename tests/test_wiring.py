@@ -149,17 +149,19 @@ def test_a_host_without_an_address_stops_the_play_before_any_change(root, venv_b
     assert "changed=0" in proc.stdout and "ok=0" in proc.stdout, proc.stdout[-2000:]
 
 
-def test_a_missing_router_id_is_named(root, venv_bin, ansible_env, tmp_path):
+@pytest.mark.parametrize("playbook", ["site.yml", "loadbalancers.yml"])
+def test_a_missing_router_id_is_named_before_any_change(root, venv_bin, ansible_env, tmp_path, playbook):
     inv = copy_inventory(root, tmp_path)
     lab = inv / "group_vars" / "all" / "10_lab.yml"
     lab.write_text(lab.read_text().replace("stack_vrrp_router_id:", "# stack_vrrp_router_id:"))
     proc = subprocess.run(
-        [str(venv_bin / "ansible-playbook"), "-i", str(inv), str(root / "playbooks" / "loadbalancers.yml"),
+        [str(venv_bin / "ansible-playbook"), "-i", str(inv), str(root / "playbooks" / playbook),
          "-e", "ansible_connection=local"],
         cwd=tmp_path, env=ansible_env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode != 0
     assert "stack_vrrp_router_id is not set" in proc.stdout, proc.stdout[-3000:]
+    assert "changed=0" in proc.stdout and "TASK [common" not in proc.stdout, proc.stdout[-2000:]
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
