@@ -9,6 +9,7 @@ servers (haproxy.cfg), keepalived's peers, Apache's trusted proxies
 ProxySQL's servers and the zone files. The plays gather no facts, exactly as a
 limited run has none for the hosts it leaves out."""
 
+import functools
 import shutil
 import subprocess
 
@@ -42,7 +43,9 @@ WIRING = [
 ]
 
 
+@functools.lru_cache(maxsize=None)
 def inventory_hosts(root, inventory):
+    """ansible-inventory --list of one inventory, read once per test session."""
     out = subprocess.run(
         [str(root / ".venv/bin/ansible-inventory"), "-i", str(root / "inventory" / inventory), "--list"],
         capture_output=True, text=True, check=True, cwd=root, env=ansible_environ(),
