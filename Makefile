@@ -1,6 +1,6 @@
 # Thin wrappers over bin/: the scripts hold the logic so they also work
 # on a machine without make.
-.PHONY: setup lint test lab destroy
+.PHONY: setup lint test lab destroy trace
 SCENARIO ?=
 
 setup:
@@ -17,3 +17,6 @@ lab:
 
 destroy:
 	./bin/destroy
+
+trace:
+	./bin/trace

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ARTIFACTS, ROOT
+from lablib import ARTIFACTS, ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -4,7 +4,8 @@ import pathlib
 import re
 import time
 
-from conftest import docker, report
+from conftest import report
+from lablib import docker
 
 
 def test_www_resolves_through_the_lab_resolver_to_the_vip(lab, client):

@@ -1,0 +1,101 @@
+"""The router and static_routes roles, observed from the hosts on each side."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import testinfra
+
+INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+CONVERGE = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
+CLIENT, ROUTER_LAN, ROUTER_SRV, SERVER = "10.213.20.10", "10.213.20.254", "10.213.21.254", "10.213.21.10"
+
+
+def _host(name):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+@pytest.fixture(scope="module")
+def client():
+    return _host("rt-client")
+
+
+@pytest.fixture(scope="module")
+def router():
+    return _host("rt-router")
+
+
+@pytest.fixture(scope="module")
+def server():
+    return _host("rt-server")
+
+
+def converge(limit, extra):
+    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    return subprocess.run([playbook, "-i", INVENTORY, CONVERGE, "--limit", limit, "-e", json.dumps(extra)],
+                          capture_output=True, text=True, timeout=240, check=False)
+
+
+def curl(host, url):
+    return host.run(f"curl -sS -o /dev/null -w '%{{http_code}}' --connect-timeout 2 {url}")
+
+
+def test_the_client_reaches_the_server_through_the_router_with_its_own_address(client, server):
+    assert curl(client, f"http://{SERVER}:8080/").stdout == "200"
+    # No address translation: the server saw the client's own address.
+    log = server.check_output("journalctl -u listen-8080 --no-pager -o cat")
+    assert f"{CLIENT} - - " in log, log
+
+
+def test_the_router_forwards_only_what_its_rules_accept(client, server):
+    blocked = curl(client, f"http://{SERVER}:8081/")
+    # Dropped, not refused: the connection attempt times out at the router.
+    assert blocked.rc == 28, blocked  # curl: connect timeout
+    assert curl(server, f"http://{SERVER}:8081/").stdout == "200"  # the listener itself is up
+    # Nothing opens a connection towards the LAN: only replies come back.
+    client.run("systemd-run --unit=listen-9090 python3 -m http.server 9090 --directory /tmp")
+    try:
+        assert curl(client, f"http://{CLIENT}:9090/").stdout == "200"
+        assert curl(server, f"http://{CLIENT}:9090/").rc == 28
+    finally:
+        client.run("systemctl stop listen-9090")
+
+
+def test_traceroute_shows_the_router_then_the_server(client):
+    out = client.check_output(f"traceroute -n -I -q 1 -w 2 -m 4 {SERVER}")
+    hops = [line.split()[1] for line in out.splitlines()[1:]]
+    assert hops == [ROUTER_LAN, SERVER], out
+
+
+def test_routes_come_back_when_the_unit_starts(client):
+    assert client.check_output("ip -4 route show default") == f"default via {ROUTER_LAN} dev eth0"
+    client.run("ip route del default")
+    client.check_output("systemctl restart static-routes")
+    assert client.check_output("ip -4 route show default") == f"default via {ROUTER_LAN} dev eth0"
+    assert client.service("static-routes").is_enabled
+
+
+def test_the_forward_filter_is_checked_before_it_is_loaded(client, router):
+    before = router.check_output("nft list table inet router")
+    result = converge("rt-router", {"router_forward_accept": ["ip daddr 10.213.21.10 tcp dport 8080", "ip daddr nosuchthing"]})
+    assert result.returncode != 0, result.stdout
+    assert "router_forward_accept: nft refused the forward filter, nothing was loaded" in result.stdout, result.stdout[-3000:]
+    assert router.check_output("nft list table inet router") == before
+    assert curl(client, f"http://{SERVER}:8080/").stdout == "200"
+
+
+def test_a_gateway_off_every_connected_network_is_refused(client):
+    result = converge("rt-client", {"static_routes_list": [{"to": "default", "via": "10.213.99.1"}]})
+    assert result.returncode != 0, result.stdout
+    assert "static_routes_list: gateway 10.213.99.1 is not on a network rt-client is directly connected to" in result.stdout, \
+        result.stdout[-3000:]
+    assert client.check_output("ip -4 route show default") == f"default via {ROUTER_LAN} dev eth0"
+    assert "10.213.99.1" not in client.file("/etc/systemd/system/static-routes.service").content_string
+
+
+def test_a_bad_route_is_named_before_anything_changes(client):
+    result = converge("rt-client", {"static_routes_list": [{"to": "10.213.30.0", "via": ROUTER_LAN}]})
+    assert result.returncode != 0
+    assert "static_routes_list" in result.stdout and "10.213.30.0" in result.stdout, result.stdout[-3000:]

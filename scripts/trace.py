@@ -1,0 +1,406 @@
+#!/usr/bin/env python3
+"""One page load from the lab's client C2, captured at every hop (bin/trace).
+
+With cold caches (ARP on every hop, the resolver's DNS cache), tcpdump runs on
+each interface of C2, of the routers between C2 and the stack, of the
+resolver, of the load balancer holding the VIP and of the web hosts; C2 then
+loads https://www.<domain>/ once with curl (its TLS keys logged, so the
+captures can be decrypted). The captures come back to artifacts/trace/ and
+are read with tshark only: every line of the report is a packet tshark
+decoded, at the capture point that saw it.
+
+Output: artifacts/trace/report.md, report.html (a sequence diagram drawn
+from the same packets), trace.json, and the captures (pcap/*.pcap, keys.log).
+Captures are bounded: CAPTURE_SECONDS and CAPTURE_PACKETS per interface.
+"""
+
+import argparse
+import html
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from lablib import Lab, docker  # noqa: E402
+
+CAPTURE_SECONDS = 30
+CAPTURE_PACKETS = 2000
+# Not /tmp: a tmpfs in the lab's containers, which docker cp cannot read.
+REMOTE_DIR = "/var/tmp/wpha-trace"
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+FIELDS = [
+    "frame.time_epoch", "eth.src", "eth.dst",
+    "arp.opcode", "arp.src.hw_mac", "arp.src.proto_ipv4", "arp.dst.proto_ipv4",
+    "ip.src", "ip.dst", "ip.ttl", "ip.id", "ip.len", "ip.proto",
+    "udp.srcport", "udp.dstport",
+    "tcp.srcport", "tcp.dstport", "tcp.flags.syn", "tcp.flags.ack", "tcp.flags.fin", "tcp.len",
+    "tcp.seq", "tcp.ack", "tcp.seq_raw", "tcp.stream",
+    "dns.id", "dns.flags.response", "dns.flags.authoritative", "dns.qry.name", "dns.qry.type",
+    "dns.count.answers", "dns.count.auth_rr", "dns.ns", "dns.a",
+    "tls.handshake.type", "tls.handshake.extensions_server_name",
+    "tls.handshake.extensions.supported_version", "tls.handshake.extensions_alpn_str",
+    "http.request.method", "http.request.uri", "http.request.version", "http.host",
+    "http.x_forwarded_for", "http.response.code", "http.response.phrase",
+    "http2.headers.method", "http2.headers.path", "http2.headers.authority", "http2.headers.status",
+]
+
+DNS_TYPES = {"1": "A", "2": "NS", "5": "CNAME", "6": "SOA", "12": "PTR", "28": "AAAA"}
+TLS_VERSIONS = {"0x0304": "TLS 1.3", "0x0303": "TLS 1.2"}
+
+
+def tshark(pcap, keylog=None):
+    """Every packet of a capture as a dict of FIELDS (values: lists of strings)."""
+    cmd = ["tshark", "-r", str(pcap), "-n", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
+           "-E", "aggregator=|"]
+    if keylog:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
+    # An HTTP message is shown at the frame that completes its headers, not at
+    # the last frame of its body.
+    cmd += ["-o", "http.desegment_body:FALSE"]
+    for field in FIELDS:
+        cmd += ["-e", field]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    packets = []
+    for line in out.splitlines():
+        values = line.split("\t")
+        packets.append({f: (v.split("|") if v else []) for f, v in zip(FIELDS, values)})
+    return packets
+
+
+def one(packet, field, default=""):
+    values = packet.get(field) or []
+    return values[0] if values else default
+
+
+class Trace:
+    def __init__(self, lab, client, out):
+        self.lab = lab
+        self.client = client
+        self.out = out
+        self.client_ip = lab.address(client)
+        self.vip = lab.vip
+        self.resolver = lab.hosts("dns_resolvers")[0]
+        self.resolver_ip = lab.address(self.resolver)
+        self.routers = self.gateway_chain()
+        self.lb = next(h for h in lab.hosts("loadbalancers") if lab.vip in lab.sh(h, "ip -4 -o addr show", check=False).stdout)
+        self.webs = lab.hosts("webservers")
+        # Every interface of every host: MAC -> (host, interface, address).
+        self.interfaces = {}
+        self.macs = {}
+        for host in lab.hostvars:
+            for link in json.loads(lab.sh(host, "ip -j addr show").stdout):
+                if link["ifname"] == "lo":
+                    continue
+                address = next((a["local"] for a in link.get("addr_info", []) if a["family"] == "inet"), "")
+                self.interfaces.setdefault(host, []).append({"name": link["ifname"], "mac": link["address"], "address": address})
+                self.macs[link["address"]] = (host, link["ifname"], address)
+
+    def gateway_chain(self):
+        """C2's default gateway, that router's default gateway, and so on: the routers C2's packets cross."""
+        chain, host = [], self.client
+        while True:
+            routes = self.lab.hostvars[host].get("static_routes_list") or []
+            via = next((r["via"] for r in routes if r["to"] == "default"), None)
+            router = next((h for h in self.lab.hosts("routers") if via and any(
+                i["address"] == via for i in self.lab.hostvars[h].get("lab_interfaces", []))), None)
+            if not router or router in chain:
+                break
+            chain.append(router)
+            host = router
+        return chain
+
+    def capture_points(self):
+        lb_ip = self.lab.address(self.lb)
+        quiet = "not ip proto 112 and not tcp port 3142"
+        points = [(self.client, quiet)] + [(r, quiet) for r in self.routers]
+        points.append((self.resolver, "arp or port 53"))
+        points.append((self.lb, f"arp or host {self.client_ip} or (tcp port 80 and host {lb_ip})"))
+        points += [(web, f"(arp and host {lb_ip}) or (tcp port 80 and host {lb_ip})") for web in self.webs]
+        return [(host, iface["name"], flt) for host, flt in points for iface in self.interfaces[host]]
+
+    def run(self):
+        started = time.monotonic()
+        self.out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.out / "pcap", ignore_errors=True)
+        (self.out / "pcap").mkdir()
+        points = self.capture_points()
+        hosts = sorted({h for h, _, _ in points})
+        # Cold caches: every neighbour table on the path, the resolver's cache.
+        for host in hosts:
+            self.lab.sh(host, f"rm -rf {REMOTE_DIR}; mkdir -p {REMOTE_DIR}; pkill -x tcpdump; ip neigh flush all", check=False)
+        self.lab.sh(self.resolver, "rndc flush")
+        for host, iface, flt in points:
+            docker("exec", "-d", host, "bash", "-c",
+                   f"exec timeout {CAPTURE_SECONDS} tcpdump -i {iface} -n -U -s 0 -c {CAPTURE_PACKETS} "
+                   f"-w {REMOTE_DIR}/{iface}.pcap '{flt}' 2>{REMOTE_DIR}/{iface}.err")
+        for host, iface, _ in points:
+            self.lab.wait_until(f"tcpdump on {host} {iface}", lambda: "listening on" in self.lab.sh(
+                host, f"cat {REMOTE_DIR}/{iface}.err", check=False).stdout, timeout=10, interval=0.1)
+        # The page load itself, as a visitor on C2 would.
+        url = f"https://{self.lab.site}/"
+        curl = self.lab.sh(self.client, f"SSLKEYLOGFILE={REMOTE_DIR}/keys.log curl -sS -o /dev/null --max-time 20 "
+                                        f"-w '%{{json}}' {url}", check=False)
+        try:
+            self.curl = json.loads(curl.stdout)
+        except ValueError:
+            raise SystemExit(f"curl on {self.client} failed: {curl.stdout}{curl.stderr}")
+        time.sleep(1)
+        for host in hosts:
+            self.lab.sh(host, "pkill -INT -x tcpdump; sleep 0.3; while pgrep -x tcpdump >/dev/null; do sleep 0.1; done", check=False)
+        for host, iface, _ in points:
+            docker("cp", f"{host}:{REMOTE_DIR}/{iface}.pcap", str(self.out / "pcap" / f"{host}-{iface}.pcap"))
+        docker("cp", f"{self.client}:{REMOTE_DIR}/keys.log", str(self.out / "keys.log"))
+        self.points = points
+        self.steps = self.analyse()
+        self.seconds = round(time.monotonic() - started, 1)
+        self.write()
+
+    # --- analysis: packets as tshark decoded them ---------------------------
+
+    def name(self, mac):
+        if mac == BROADCAST:
+            return "broadcast"
+        host = self.macs.get(mac)
+        return f"{host[0]} {host[1]}" if host else mac
+
+    def owner(self, mac):
+        return self.macs.get(mac, (None,))[0]
+
+    def host_of_ip(self, ip):
+        if ip == self.vip:
+            return f"VIP ({self.lb})"
+        for host, vars_ in self.lab.hostvars.items():
+            if vars_.get("stack_address") == ip or any(i["address"] == ip for i in vars_.get("lab_interfaces", [])):
+                return host
+        return ip
+
+    def relevant(self, p, xff_streams):
+        if p.get("arp.opcode"):
+            return True
+        if not p.get("ip.src"):
+            return False
+        src, dst = one(p, "ip.src"), one(p, "ip.dst")
+        if p.get("dns.id"):
+            return True
+        ports = {one(p, "tcp.srcport"), one(p, "tcp.dstport")}
+        if self.client_ip in (src, dst) and self.vip in (src, dst) and "443" in ports:
+            return True
+        return "80" in ports and (p["_point"], one(p, "tcp.stream")) in xff_streams
+
+    def describe(self, p):
+        """(message key, OSI layer, PDU, summary) of a packet, or None for packets the report leaves out."""
+        if p.get("arp.opcode"):
+            sender, target = one(p, "arp.src.proto_ipv4"), one(p, "arp.dst.proto_ipv4")
+            if one(p, "arp.opcode") == "1":
+                return (("arp", sender, target, "who-has"), "L2 data link (ARP)", "frame",
+                        f"ARP request: who has {target}? tell {sender} ({self.name(one(p, 'arp.src.hw_mac'))})")
+            return (("arp", sender, target, "is-at"), "L2 data link (ARP)", "frame",
+                    f"ARP reply: {sender} is at {one(p, 'arp.src.hw_mac')} ({self.name(one(p, 'arp.src.hw_mac'))})")
+        ident = (one(p, "ip.src"), one(p, "ip.dst"), one(p, "ip.id"), one(p, "ip.len"), one(p, "tcp.seq_raw"))
+        if p.get("dns.id"):
+            qname, qtype = one(p, "dns.qry.name"), DNS_TYPES.get(one(p, "dns.qry.type"), one(p, "dns.qry.type"))
+            layer, pdu = "L7 application (DNS) over UDP (L4)", "UDP datagram in an IP packet"
+            if one(p, "dns.flags.response") != "1":
+                return (("dns",) + ident, layer, pdu, f"DNS query {qtype} {qname}? to {self.host_of_ip(one(p, 'ip.dst'))}")
+            if int(one(p, "dns.count.answers", "0")) > 0:
+                kind = "authoritative answer" if one(p, "dns.flags.authoritative") == "1" else "answer"
+                # dns.a lists the A records of every section: the answers come first.
+                answers = p.get("dns.a", [])[:int(one(p, "dns.count.answers", "0"))]
+                return (("dns",) + ident, layer, pdu,
+                        f"DNS {kind} from {self.host_of_ip(one(p, 'ip.src'))}: {qname} {qtype} {', '.join(answers) or '(no A)'}")
+            if p.get("dns.ns"):
+                return (("dns",) + ident, layer, pdu,
+                        f"DNS referral from {self.host_of_ip(one(p, 'ip.src'))}: ask {', '.join(sorted(set(p['dns.ns'])))}")
+            return (("dns",) + ident, layer, pdu, f"DNS response from {self.host_of_ip(one(p, 'ip.src'))}: {qname} {qtype}: no data")
+        if one(p, "tcp.flags.syn") in ("1", "True"):
+            what = "SYN, ACK" if one(p, "tcp.flags.ack") in ("1", "True") else "SYN"
+            return (("tcp",) + ident, "L4 transport (TCP)", "TCP segment",
+                    f"TCP {what} {one(p, 'ip.src')}:{one(p, 'tcp.srcport')} -> {one(p, 'ip.dst')}:{one(p, 'tcp.dstport')}")
+        if p.get("tls.handshake.type"):
+            types = p["tls.handshake.type"]
+            if "1" in types:
+                versions = ", ".join(TLS_VERSIONS.get(v, v) for v in p.get("tls.handshake.extensions.supported_version", []))
+                return (("tls",) + ident, "L6 presentation (TLS)", "TLS record in a TCP segment",
+                        f"TLS ClientHello: SNI {one(p, 'tls.handshake.extensions_server_name')}, versions {versions}, "
+                        f"ALPN offered {', '.join(p.get('tls.handshake.extensions_alpn_str', []))}")
+            if "2" in types:
+                versions = ", ".join(TLS_VERSIONS.get(v, v) for v in p.get("tls.handshake.extensions.supported_version", []))
+                alpn = ", ".join(p.get("tls.handshake.extensions_alpn_str", []))
+                return (("tls",) + ident, "L6 presentation (TLS)", "TLS record in a TCP segment",
+                        f"TLS ServerHello: {versions}" + (f", ALPN {alpn} (EncryptedExtensions, decrypted)" if alpn else ""))
+        if p.get("http2.headers.method"):
+            return (("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data",
+                    f"HTTP/2 request {one(p, 'http2.headers.method')} {one(p, 'http2.headers.path')} "
+                    f"(:authority {one(p, 'http2.headers.authority')})")
+        if p.get("http2.headers.status"):
+            return (("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data",
+                    f"HTTP/2 response :status {one(p, 'http2.headers.status')}")
+        if p.get("http.request.method"):
+            return (("http",) + ident, "L7 application (HTTP/1.1)", "data",
+                    f"HTTP request {one(p, 'http.request.method')} {one(p, 'http.request.uri')} {one(p, 'http.request.version')}, "
+                    f"Host {one(p, 'http.host')}, X-Forwarded-For {', '.join(p.get('http.x_forwarded_for', [])) or '(none)'}")
+        if p.get("http.response.code"):
+            return (("http",) + ident, "L7 application (HTTP/1.1)", "data",
+                    f"HTTP response {one(p, 'http.response.code')} {one(p, 'http.response.phrase')}")
+        return None
+
+    def analyse(self):
+        keylog = self.out / "keys.log"
+        packets = []
+        for host, iface, _ in self.points:
+            mac = next(i["mac"] for i in self.interfaces[host] if i["name"] == iface)
+            for p in tshark(self.out / "pcap" / f"{host}-{iface}.pcap", keylog):
+                p["_point"], p["_host"], p["_iface"], p["_mac"] = f"{host}-{iface}", host, iface, mac
+                packets.append(p)
+        # HAProxy's connections to a web host that carried this client's request.
+        xff_streams = {(p["_point"], one(p, "tcp.stream")) for p in packets if self.client_ip in p.get("http.x_forwarded_for", [])}
+        steps = {}
+        for p in sorted(packets, key=lambda p: float(one(p, "frame.time_epoch"))):
+            if not self.relevant(p, xff_streams):
+                continue
+            described = self.describe(p)
+            if not described:
+                continue
+            key, layer, pdu, summary = described
+            step = steps.setdefault(key, {"summary": summary, "layer": layer, "pdu": pdu, "hops": []})
+            sent = one(p, "eth.src") == p["_mac"]
+            step["hops"].append({
+                "t": float(one(p, "frame.time_epoch")),
+                "at": f"{p['_host']} {p['_iface']}",
+                "direction": "sent" if sent else "received",
+                "eth_src": one(p, "eth.src"), "eth_dst": one(p, "eth.dst"),
+                "eth_src_name": self.name(one(p, "eth.src")), "eth_dst_name": self.name(one(p, "eth.dst")),
+                "ip_src": one(p, "ip.src") or one(p, "arp.src.proto_ipv4"),
+                "ip_dst": one(p, "ip.dst") or one(p, "arp.dst.proto_ipv4"),
+                "ttl": int(one(p, "ip.ttl")) if p.get("ip.ttl") else None,
+                "xff": p.get("http.x_forwarded_for", []),
+            })
+        ordered = sorted(steps.values(), key=lambda s: s["hops"][0]["t"])
+        start = ordered[0]["hops"][0]["t"] if ordered else 0
+        for number, step in enumerate(ordered, 1):
+            step["number"] = number
+            for hop in step["hops"]:
+                hop["ms"] = round((hop["t"] - start) * 1000, 2)
+        return ordered
+
+    # --- output ------------------------------------------------------------
+
+    def write(self):
+        data = {
+            "client": self.client, "client_address": self.client_ip, "routers": self.routers,
+            "resolver": self.resolver, "load_balancer": self.lb, "vip": self.vip, "url": f"https://{self.lab.site}/",
+            "curl": {k: self.curl.get(k) for k in ("response_code", "http_version", "remote_ip", "time_namelookup",
+                                                   "time_connect", "time_appconnect", "time_total")},
+            "captures": [f"pcap/{h}-{i}.pcap" for h, i, _ in self.points],
+            "interfaces": self.interfaces, "seconds": self.seconds, "steps": self.steps,
+        }
+        (self.out / "trace.json").write_text(json.dumps(data, indent=1))
+        (self.out / "report.md").write_text(self.markdown(data))
+        (self.out / "report.html").write_text(self.html(data))
+
+    def markdown(self, data):
+        path = " -> ".join([self.client] + self.routers + [f"{self.lb} (VIP {self.vip})"])
+        lines = [
+            f"# One page load from {self.client}, hop by hop",
+            "",
+            f"`curl {data['url']}` on {self.client} ({self.client_ip}): HTTP {self.curl.get('http_version')} "
+            f"{self.curl.get('response_code')} from {self.curl.get('remote_ip')} in {self.curl.get('time_total', 0):.3f} s "
+            f"(DNS {self.curl.get('time_namelookup', 0):.3f} s, TCP {self.curl.get('time_connect', 0):.3f} s, "
+            f"TLS {self.curl.get('time_appconnect', 0):.3f} s). Path: {path}; resolver {self.resolver} ({self.resolver_ip}).",
+            "",
+            "Every line below is a packet as tshark decoded it from the captures in `pcap/`, at the capture point",
+            "that saw it (*sent* or *received* by that interface). Caches were cold: neighbour tables flushed on every",
+            "captured host, the resolver's cache flushed. Frames carry MAC addresses, which change on every link;",
+            "packets carry IP addresses, which stay, and a TTL that each router lowers by one.",
+            "",
+        ]
+        for step in data["steps"]:
+            lines.append(f"## {step['number']}. {step['summary']}")
+            lines.append("")
+            lines.append(f"Layer: {step['layer']}; PDU: {step['pdu']}, in an Ethernet frame.")
+            lines.append("")
+            lines.append("| t (ms) | at | | frame: MAC src -> dst | packet: IP src -> dst | TTL |")
+            lines.append("| ---: | --- | --- | --- | --- | ---: |")
+            for hop in step["hops"]:
+                lines.append(f"| {hop['ms']:.2f} | {hop['at']} | {hop['direction']} | {hop['eth_src']} ({hop['eth_src_name']}) -> "
+                             f"{hop['eth_dst']} ({hop['eth_dst_name']}) | {hop['ip_src']} -> {hop['ip_dst']} | "
+                             f"{'' if hop['ttl'] is None else hop['ttl']} |")
+            lines.append("")
+        lines.append(f"Captured and analysed in {data['seconds']} s by bin/trace.")
+        return "\n".join(lines) + "\n"
+
+    def html(self, data):
+        """A sequence diagram: one lifeline per host, one arrow per frame sent on a link."""
+        order = [self.client] + self.routers + [self.resolver] + self.lab.hosts("dns_root") + self.lab.hosts("dns_tld") \
+            + self.lab.hosts("dns_authoritative") + [self.lb] + self.webs
+        arrows = []
+        for step in data["steps"]:
+            seen = set()
+            for hop in step["hops"]:
+                src, dst = self.owner(hop["eth_src"]), self.owner(hop["eth_dst"])
+                if hop["eth_dst"] == BROADCAST:
+                    dst = "broadcast"
+                if not src or (src, dst) in seen:
+                    continue
+                seen.add((src, dst))
+                label = f"{step['number']}. {step['summary'][:70]}" + (f" [TTL {hop['ttl']}]" if hop["ttl"] is not None else "")
+                arrows.append((src, dst, label, step["layer"]))
+        used = [h for h in order if any(h in (a[0], a[1]) for a in arrows)]
+        used += sorted({h for a in arrows for h in a[:2] if h not in used and h != "broadcast"})
+        x = {h: 90 + 150 * i for i, h in enumerate(used)}
+        width, top, row = 150 * len(used) + 60, 60, 26
+        height = top + row * (len(arrows) + 1) + 20
+        colours = {"L2": "#7a7a7a", "L4": "#1f77b4", "L6": "#9467bd", "L7": "#2ca02c"}
+        svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="Helvetica" font-size="11">']
+        for h in used:
+            svg.append(f'<text x="{x[h]}" y="30" text-anchor="middle" font-weight="bold">{html.escape(h)}</text>')
+            svg.append(f'<line x1="{x[h]}" y1="40" x2="{x[h]}" y2="{height - 10}" stroke="#cccccc"/>')
+        for n, (src, dst, label, layer) in enumerate(arrows):
+            y = top + row * (n + 1)
+            colour = colours.get(layer[:2], "#333333")
+            if dst == "broadcast":
+                x2 = x[src] + 110
+                svg.append(f'<line x1="{x[src]}" y1="{y}" x2="{x2}" y2="{y}" stroke="{colour}" stroke-dasharray="4 3"/>')
+                svg.append(f'<text x="{x[src] + 4}" y="{y - 4}" fill="{colour}">{html.escape(label)} (broadcast)</text>')
+                continue
+            x1, x2 = x[src], x.get(dst, x[src] + 110)
+            head = -6 if x2 > x1 else 6
+            svg.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{colour}" stroke-width="1.5"/>')
+            svg.append(f'<polygon points="{x2},{y} {x2 + head},{y - 4} {x2 + head},{y + 4}" fill="{colour}"/>')
+            svg.append(f'<text x="{min(x1, x2) + 4}" y="{y - 4}" fill="{colour}">{html.escape(label)}</text>')
+        svg.append("</svg>")
+        body = "\n".join(svg)
+        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Page load from {html.escape(self.client)}</title></head>"
+                f"<body style='font-family:Helvetica'><h1>One page load from {html.escape(self.client)}, hop by hop</h1>"
+                f"<p>Drawn from the captures in pcap/ (tshark). Colours: grey L2 frames (ARP), blue L4 TCP segments, "
+                f"purple L6 TLS records, green L7 data (DNS, HTTP). Details per packet: report.md.</p>{body}</body></html>\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--client", help="the client host (default: the clients host with its own default route)")
+    parser.add_argument("--out", default=str(ROOT / "artifacts" / "trace"))
+    args = parser.parse_args()
+    lab = Lab()
+    if lab.name != "lab":
+        raise SystemExit("bin/trace runs on the lab (LAB_PROFILE=lab): only its inventory has the client LAN and routers.")
+    client = args.client or next((h for h in lab.hosts("clients") if any(
+        r["to"] == "default" for r in lab.hostvars[h].get("static_routes_list") or [])), None)
+    if not client:
+        raise SystemExit("no client with its own default route in the inventory (inventory/lab: c2).")
+    missing = [h for h in lab.hostvars if not lab.running(h)]
+    if missing:
+        raise SystemExit(f"lab containers not running: {missing}; bring the lab up with ./bin/lab")
+    trace = Trace(lab, client, pathlib.Path(args.out))
+    trace.run()
+    print(f"{len(trace.steps)} steps from {len(trace.points)} captures in {trace.seconds} s: "
+          f"{trace.out / 'report.md'}, {trace.out / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()

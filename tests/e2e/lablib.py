@@ -1,0 +1,131 @@
+"""The lab as its inventory describes it, and ways to act on its hosts: shared
+by the end-to-end tests (conftest.py) and bin/trace (scripts/trace.py)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
+ARTIFACTS = ROOT / "artifacts" / "e2e"
+
+
+def docker(*args, check=True, timeout=120, stdin=None):
+    proc = subprocess.run(
+        [DOCKER, *args], capture_output=True, text=True, timeout=timeout, input=stdin
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {proc.stdout}{proc.stderr}")
+    return proc
+
+
+def proxysql_package():
+    """The ProxySQL package bin/lab uses when PROXYSQL_DEB is not set: scripts/lib.sh decides."""
+    return subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/scripts/lib.sh"; proxysql_source 2>/dev/null; echo "$PROXYSQL_DEB"'],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()
+
+
+def lab_profile():
+    """LAB_PROFILE, LAB_INVENTORY, LAB_STATE and the Ansible settings of the
+    lab, as scripts/lib.sh (bin/lab) sets them."""
+    out = subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/scripts/lib.sh"; lab_profile; env -0'],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
+    keys = ("LAB_PROFILE", "LAB_INVENTORY", "LAB_STATE", "LAB_DISTRO",
+            "ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_PRIVATE_KEY_FILE", "ANSIBLE_SSH_ARGS")
+    return {k: env[k] for k in keys if k in env}
+
+
+class Lab:
+    """The lab as the inventory describes it, and ways to act on its hosts."""
+
+    def __init__(self):
+        self.profile = lab_profile()
+        self.name = self.profile["LAB_PROFILE"]
+        self.inventory = pathlib.Path(self.profile["LAB_INVENTORY"])
+        self.state = pathlib.Path(self.profile["LAB_STATE"])
+        self.env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), **self.profile)
+        out = subprocess.run(
+            [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(self.inventory), "--list"],
+            capture_output=True, text=True, check=True, cwd=ROOT, env=self.env,
+        ).stdout
+        inv = json.loads(out)
+        self.hostvars = inv["_meta"]["hostvars"]
+        self.groups = {g: v.get("hosts", []) for g, v in inv.items() if g != "_meta"}
+        anyhost = next(iter(self.hostvars.values()))
+        self.vip = anyhost["stack_vip"]
+        self.domain = anyhost["stack_domain"]
+        self.site = "www." + self.domain
+
+    def address(self, host):
+        return self.hostvars[host]["stack_address"]
+
+    def hosts(self, group):
+        # Children groups (proxysql -> webservers) resolve through ansible-inventory's "children".
+        return self.groups.get(group, [])
+
+    def secret(self, name):
+        """A secret of the stack by its vault name without vault_ (wordpress_admin_password)."""
+        if self.name == "lab":
+            return (self.state / "secrets" / name).read_text().split()[0]
+        if not hasattr(self, "_vault"):
+            out = subprocess.run(
+                [str(ROOT / ".venv/bin/ansible-vault"), "view", str(self.inventory / "group_vars/all/vault.yml")],
+                capture_output=True, text=True, check=True, cwd=ROOT, env=self.env,
+            ).stdout
+            self._vault = yaml.safe_load(out)
+        return self._vault["vault_" + name]
+
+    def sh(self, host, command, check=True, timeout=120):
+        return docker("exec", host, "bash", "-c", command, check=check, timeout=timeout)
+
+    def python(self, host, script, *args, timeout=300):
+        """Run a stdlib-only Python script from tests/e2e inside a container; return its JSON."""
+        code = (pathlib.Path(__file__).parent / script).read_text()
+        proc = docker("exec", "-i", host, "python3", "-", *map(str, args), stdin=code, timeout=timeout, check=False)
+        try:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise AssertionError(f"{script} on {host} printed no JSON (exit {proc.returncode}): {proc.stdout}{proc.stderr}")
+
+    def playbook(self, playbook, *args, inventories=(), timeout=900, fails=False):
+        """Run one of the project's playbooks against the lab, as an operator would; return (seconds, output).
+
+        With fails=True it must fail instead (a refusal)."""
+        sources = ["-i", str(self.inventory)]
+        for extra in inventories:
+            sources += ["-i", str(extra)]
+        start = time.monotonic()
+        proc = subprocess.run(
+            [str(ROOT / ".venv/bin/ansible-playbook"), *sources, str(ROOT / "playbooks" / playbook), *args],
+            capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+            env=dict(self.env, ANSIBLE_FORCE_COLOR="0",
+                     PROXYSQL_DEB=os.environ.get("PROXYSQL_DEB") or proxysql_package()),
+        )
+        seconds = round(time.monotonic() - start, 1)
+        (ARTIFACTS / f"playbook-{playbook.removesuffix('.yml')}-{int(time.time())}.log").write_text(proc.stdout + proc.stderr)
+        if fails:
+            assert proc.returncode != 0, f"{playbook} {' '.join(args)} should have failed:\n{proc.stdout[-3000:]}"
+            return seconds, proc.stdout
+        assert proc.returncode == 0, f"{playbook} {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        return seconds, proc.stdout
+
+    def running(self, host):
+        proc = docker("inspect", "-f", "{{.State.Running}}", host, check=False)
+        return proc.stdout.strip() == "true"
+
+    def wait_until(self, what, predicate, timeout=60, interval=0.5):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
