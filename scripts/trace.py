@@ -197,14 +197,14 @@ class Trace:
         if p.get("arp.opcode"):
             sender, target = one(p, "arp.src.proto_ipv4"), one(p, "arp.dst.proto_ipv4")
             if one(p, "arp.opcode") == "1":
-                return (("arp", sender, target, "who-has"), "L2 data link (ARP)", "frame",
+                return (("arp", sender, target, "who-has"), "L2 data link (ARP)", "Ethernet frame",
                         f"ARP request: who has {target}? tell {sender} ({self.name(one(p, 'arp.src.hw_mac'))})")
-            return (("arp", sender, target, "is-at"), "L2 data link (ARP)", "frame",
+            return (("arp", sender, target, "is-at"), "L2 data link (ARP)", "Ethernet frame",
                     f"ARP reply: {sender} is at {one(p, 'arp.src.hw_mac')} ({self.name(one(p, 'arp.src.hw_mac'))})")
         ident = (one(p, "ip.src"), one(p, "ip.dst"), one(p, "ip.id"), one(p, "ip.len"), one(p, "tcp.seq_raw"))
         if p.get("dns.id"):
             qname, qtype = one(p, "dns.qry.name"), DNS_TYPES.get(one(p, "dns.qry.type"), one(p, "dns.qry.type"))
-            layer, pdu = "L7 application (DNS) over UDP (L4)", "UDP datagram in an IP packet"
+            layer, pdu = "L7 application (DNS) over UDP (L4)", "UDP datagram in an IP packet (L3) in an Ethernet frame (L2)"
             if one(p, "dns.flags.response") != "1":
                 return (("dns",) + ident, layer, pdu, f"DNS query {qtype} {qname}? to {self.host_of_ip(one(p, 'ip.dst'))}")
             if int(one(p, "dns.count.answers", "0")) > 0:
@@ -219,7 +219,7 @@ class Trace:
             return (("dns",) + ident, layer, pdu, f"DNS response from {self.host_of_ip(one(p, 'ip.src'))}: {qname} {qtype}: no data")
         if one(p, "tcp.flags.syn") in ("1", "True"):
             what = "SYN, ACK" if one(p, "tcp.flags.ack") in ("1", "True") else "SYN"
-            return (("tcp",) + ident, "L4 transport (TCP)", "TCP segment",
+            return (("tcp",) + ident, "L4 transport (TCP)", "TCP segment in an IP packet in an Ethernet frame",
                     f"TCP {what} {one(p, 'ip.src')}:{one(p, 'tcp.srcport')} -> {one(p, 'ip.dst')}:{one(p, 'tcp.dstport')}")
         if p.get("tls.handshake.type"):
             types = p["tls.handshake.type"]
@@ -234,18 +234,18 @@ class Trace:
                 return (("tls",) + ident, "L6 presentation (TLS)", "TLS record in a TCP segment",
                         f"TLS ServerHello: {versions}" + (f", ALPN {alpn} (EncryptedExtensions, decrypted)" if alpn else ""))
         if p.get("http2.headers.method"):
-            return (("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data",
+            return (("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data in TLS records in TCP segments",
                     f"HTTP/2 request {one(p, 'http2.headers.method')} {one(p, 'http2.headers.path')} "
                     f"(:authority {one(p, 'http2.headers.authority')})")
         if p.get("http2.headers.status"):
-            return (("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data",
+            return (("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data in TLS records in TCP segments",
                     f"HTTP/2 response :status {one(p, 'http2.headers.status')}")
         if p.get("http.request.method"):
-            return (("http",) + ident, "L7 application (HTTP/1.1)", "data",
+            return (("http",) + ident, "L7 application (HTTP/1.1)", "data in a TCP segment",
                     f"HTTP request {one(p, 'http.request.method')} {one(p, 'http.request.uri')} {one(p, 'http.request.version')}, "
                     f"Host {one(p, 'http.host')}, X-Forwarded-For {', '.join(p.get('http.x_forwarded_for', [])) or '(none)'}")
         if p.get("http.response.code"):
-            return (("http",) + ident, "L7 application (HTTP/1.1)", "data",
+            return (("http",) + ident, "L7 application (HTTP/1.1)", "data in a TCP segment",
                     f"HTTP response {one(p, 'http.response.code')} {one(p, 'http.response.phrase')}")
         return None
 
@@ -311,7 +311,7 @@ class Trace:
             f"`curl {data['url']}` on {self.client} ({self.client_ip}): HTTP {self.curl.get('http_version')} "
             f"{self.curl.get('response_code')} from {self.curl.get('remote_ip')} in {self.curl.get('time_total', 0):.3f} s "
             f"(DNS {self.curl.get('time_namelookup', 0):.3f} s, TCP {self.curl.get('time_connect', 0):.3f} s, "
-            f"TLS {self.curl.get('time_appconnect', 0):.3f} s). Path: {path}; resolver {self.resolver} ({self.resolver_ip}).",
+            f"TLS {self.curl.get('time_appconnect', 0):.3f} s). Path: {path}; DNS through {self.resolver} ({self.resolver_ip}).",
             "",
             "Every line below is a packet as tshark decoded it from the captures in `pcap/`, at the capture point",
             "that saw it (*sent* or *received* by that interface). Caches were cold: neighbour tables flushed on every",
@@ -319,10 +319,12 @@ class Trace:
             "packets carry IP addresses, which stay, and a TTL that each router lowers by one.",
             "",
         ]
+        lines += self.walkthrough(data["steps"])
+        lines += ["## Every packet", ""]
         for step in data["steps"]:
-            lines.append(f"## {step['number']}. {step['summary']}")
+            lines.append(f"### {step['number']}. {step['summary']}")
             lines.append("")
-            lines.append(f"Layer: {step['layer']}; PDU: {step['pdu']}, in an Ethernet frame.")
+            lines.append(f"Layer: {step['layer']}; PDU: {step['pdu']}.")
             lines.append("")
             lines.append("| t (ms) | at | | frame: MAC src -> dst | packet: IP src -> dst | TTL |")
             lines.append("| ---: | --- | --- | --- | --- | ---: |")
@@ -333,6 +335,46 @@ class Trace:
             lines.append("")
         lines.append(f"Captured and analysed in {data['seconds']} s by bin/trace.")
         return "\n".join(lines) + "\n"
+
+    def walkthrough(self, steps):
+        """The design's walk-through, each line one step of the report below."""
+        gateway = self.lab.hostvars[self.client]["static_routes_list"]
+        gateway = next(r["via"] for r in gateway if r["to"] == "default")
+        wanted = [
+            ("ARP for the gateway", lambda t: t.startswith(f"ARP request: who has {gateway}?")),
+            ("its answer", lambda t: t.startswith(f"ARP reply: {gateway} is at")),
+            ("DNS query to the resolver", lambda t: t.startswith(f"DNS query A {self.lab.site}? to {self.resolver}")),
+            ("the root refers", lambda t: t.startswith("DNS referral from") and any(t.startswith(f"DNS referral from {h}") for h in self.lab.hosts("dns_root"))),
+            ("the TLD refers", lambda t: any(t.startswith(f"DNS referral from {h}") for h in self.lab.hosts("dns_tld"))),
+            ("the zone answers", lambda t: t.startswith("DNS authoritative answer") and f"{self.lab.site} A" in t),
+            ("the answer back to the client", lambda t: t.startswith(f"DNS answer from {self.resolver}") and f"{self.lab.site} A" in t),
+            ("TCP handshake to the VIP", lambda t: t.startswith(f"TCP SYN {self.client_ip}:")),
+            ("", lambda t: t.startswith(f"TCP SYN, ACK {self.vip}:443")),
+            ("TLS", lambda t: t.startswith("TLS ClientHello")),
+            ("", lambda t: t.startswith("TLS ServerHello")),
+            ("the HTTP request", lambda t: t.startswith("HTTP/2 request") or (t.startswith("HTTP request") and self.client_ip not in t)),
+            ("HAProxy's own connection to a web host", lambda t: t.startswith(f"TCP SYN {self.lab.address(self.lb)}:")),
+            ("", lambda t: t.startswith("HTTP request") and f"X-Forwarded-For {self.client_ip}" in t),
+            ("the web host answers", lambda t: t.startswith("HTTP response 200")),
+            ("200 OK back along the path", lambda t: t.startswith("HTTP/2 response :status")),
+        ]
+        lines = ["## The walk-through", "",
+                 "| # | step | layer; PDU | links crossed: sender -> receiver (TTL on that link) |", "| ---: | --- | --- | --- |"]
+        for title, match in wanted:
+            step = next((s for s in steps if match(s["summary"])), None)
+            if not step:
+                lines.append(f"| | {title}: not seen in the captures | | |")
+                continue
+            links, seen = [], set()
+            for hop in step["hops"]:
+                src, dst = self.owner(hop["eth_src"]), ("broadcast" if hop["eth_dst"] == BROADCAST else self.owner(hop["eth_dst"]))
+                if (src, dst) in seen:
+                    continue
+                seen.add((src, dst))
+                links.append(f"{src} -> {dst}" + ("" if hop["ttl"] is None else f" ({hop['ttl']})"))
+            text = f"{title}: {step['summary']}" if title else step["summary"]
+            lines.append(f"| {step['number']} | {text} | {step['layer']}; {step['pdu']} | {', '.join(links)} |")
+        return lines + [""]
 
     def html(self, data):
         """A sequence diagram: one lifeline per host, one arrow per frame sent on a link."""
