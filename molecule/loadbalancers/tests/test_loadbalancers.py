@@ -365,7 +365,13 @@ def test_vip_moves_to_the_backup_when_haproxy_stops_and_preempts_back(host):
     for r in failed:
         report(f"  failed request at stop{r['t'] - stopped:+.2f}s / start{r['t'] - started:+.2f}s: {r.get('error')}")
     assert takeover < 3
-    assert len(failed) <= 1, failed
+    # The VIP moves twice (to lb2, back to lb1). Each move resets the
+    # connections in flight on the node it leaves (the other node has no
+    # state for them): at most one request each with one every 50 ms, as
+    # measured (0 to 2 of 280; CI 2026-11-30: one at the stop, one at the
+    # preemption back). More than that would mean a gap, not a reset.
+    assert len(failed) <= 2, failed
+    assert all("reset" in str(r.get("error", "")).lower() for r in failed), failed
     assert back_at is not None, "with preempt on, lb1 (priority 150) takes the VIP back"
     time.sleep(1)
     assert not has_vip(lb2)
