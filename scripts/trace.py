@@ -223,29 +223,30 @@ class Trace:
                     f"TCP {what} {one(p, 'ip.src')}:{one(p, 'tcp.srcport')} -> {one(p, 'ip.dst')}:{one(p, 'tcp.dstport')}")
         if p.get("tls.handshake.type"):
             types = p["tls.handshake.type"]
+            versions = ", ".join(TLS_VERSIONS.get(v, v) for v in p.get("tls.handshake.extensions.supported_version", []))
             if "1" in types:
-                versions = ", ".join(TLS_VERSIONS.get(v, v) for v in p.get("tls.handshake.extensions.supported_version", []))
                 return (("tls",) + ident, "L6 presentation (TLS)", "TLS record in a TCP segment",
                         f"TLS ClientHello: SNI {one(p, 'tls.handshake.extensions_server_name')}, versions {versions}, "
                         f"ALPN offered {', '.join(p.get('tls.handshake.extensions_alpn_str', []))}")
             if "2" in types:
-                versions = ", ".join(TLS_VERSIONS.get(v, v) for v in p.get("tls.handshake.extensions.supported_version", []))
                 alpn = ", ".join(p.get("tls.handshake.extensions_alpn_str", []))
                 return (("tls",) + ident, "L6 presentation (TLS)", "TLS record in a TCP segment",
                         f"TLS ServerHello: {versions}" + (f", ALPN {alpn} (EncryptedExtensions, decrypted)" if alpn else ""))
+        http2 = ("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data in TLS records in TCP segments"
+        http1 = ("http",) + ident, "L7 application (HTTP/1.1)", "data in a TCP segment"
         if p.get("http2.headers.method"):
-            return (("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data in TLS records in TCP segments",
+            return (*http2,
                     f"HTTP/2 request {one(p, 'http2.headers.method')} {one(p, 'http2.headers.path')} "
                     f"(:authority {one(p, 'http2.headers.authority')})")
         if p.get("http2.headers.status"):
-            return (("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data in TLS records in TCP segments",
+            return (*http2,
                     f"HTTP/2 response :status {one(p, 'http2.headers.status')}")
         if p.get("http.request.method"):
-            return (("http",) + ident, "L7 application (HTTP/1.1)", "data in a TCP segment",
+            return (*http1,
                     f"HTTP request {one(p, 'http.request.method')} {one(p, 'http.request.uri')} {one(p, 'http.request.version')}, "
                     f"Host {one(p, 'http.host')}, X-Forwarded-For {', '.join(p.get('http.x_forwarded_for', [])) or '(none)'}")
         if p.get("http.response.code"):
-            return (("http",) + ident, "L7 application (HTTP/1.1)", "data in a TCP segment",
+            return (*http1,
                     f"HTTP response {one(p, 'http.response.code')} {one(p, 'http.response.phrase')}")
         return None
 
@@ -344,7 +345,7 @@ class Trace:
             ("ARP for the gateway", lambda t: t.startswith(f"ARP request: who has {gateway}?")),
             ("its answer", lambda t: t.startswith(f"ARP reply: {gateway} is at")),
             ("DNS query to the resolver", lambda t: t.startswith(f"DNS query A {self.lab.site}? to {self.resolver}")),
-            ("the root refers", lambda t: t.startswith("DNS referral from") and any(t.startswith(f"DNS referral from {h}") for h in self.lab.hosts("dns_root"))),
+            ("the root refers", lambda t: any(t.startswith(f"DNS referral from {h}") for h in self.lab.hosts("dns_root"))),
             ("the TLD refers", lambda t: any(t.startswith(f"DNS referral from {h}") for h in self.lab.hosts("dns_tld"))),
             ("the zone answers", lambda t: t.startswith("DNS authoritative answer") and f"{self.lab.site} A" in t),
             ("the answer back to the client", lambda t: t.startswith(f"DNS answer from {self.resolver}") and f"{self.lab.site} A" in t),
