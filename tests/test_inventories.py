@@ -29,9 +29,12 @@ def groups(tree, out=None):
 
 
 def is_address(value):
+    """An address or network, or a list of them: what may differ between environments."""
+    values = value if isinstance(value, list) else [value]
     try:
-        ipaddress.ip_address(str(value))
-        return True
+        for item in values:
+            ipaddress.ip_network(str(item), strict=False)
+        return len(values) > 0
     except ValueError:
         return False
 

@@ -40,6 +40,8 @@ WIRING = [
     "bind9_zones",
     "bind9_root_hints",
     "bind9_allow_recursion",
+    "firewall_rules",
+    "firewall_ssh_sources",
 ]
 
 
@@ -113,6 +115,35 @@ def test_the_wiring_names_every_peer_from_the_inventory(root, full_runs, invento
     # Name servers are named once, fully qualified, whatever the inventory's names.
     for ns in site_zone["nameservers"]:
         assert ns.endswith("." + domain + ".") and ns.count("." + domain) == 1, ns
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_runs, inventory):
+    inv = inventory_hosts(root, inventory)
+    hostvars = inv["_meta"]["hostvars"]
+    run = full_runs[inventory]
+
+    def rules(group):
+        return {r["comment"]: r for r in run[group_hosts(inv, group)[0]]["firewall_rules"]}
+    lb, web, db = rules("loadbalancers"), rules("webservers"), rules("databases")
+    assert not lb["the site"].get("sources") and lb["the site"]["ports"] == [80, 443]
+    assert lb["VRRP from the other balancers"]["sources"] == addresses(inv, "loadbalancers")[1:]
+    monitoring = lb["HAProxy stats and metrics from the monitoring networks"]
+    assert monitoring["sources"] == hostvars[group_hosts(inv, "loadbalancers")[0]]["stack_monitoring_networks"]
+    assert set(web) == {"HTTP from the load balancers", "uploads sync from the other web hosts"}
+    assert web["HTTP from the load balancers"]["sources"] == addresses(inv, "loadbalancers")
+    assert web["uploads sync from the other web hosts"]["sources"] == addresses(inv, "webservers")[1:]
+    (mariadb,) = db.values()
+    assert set(mariadb["sources"]) == set(addresses(inv, "proxysql") + addresses(inv, "loadbalancers") + addresses(inv, "databases")[1:])
+    assert mariadb["ports"] == [3306]
+    resolver = rules("dns_resolvers")["recursive DNS for the inventory's hosts"]
+    assert set(resolver["sources"]) == {v["stack_address"] for v in hostvars.values()}
+    assert not rules("dns_authoritative")["authoritative DNS"].get("sources")
+    # SSH from the admin networks only, on every host; a visitor host opens nothing else.
+    for host, wiring in run.items():
+        assert wiring["firewall_ssh_sources"] == hostvars[host]["stack_admin_networks"] != [], host
+    for client in group_hosts(inv, "clients"):
+        assert run[client]["firewall_rules"] == [], client
 
 
 @pytest.mark.parametrize("inventory", ["lab", "vm"])

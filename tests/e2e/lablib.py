@@ -114,7 +114,8 @@ class Lab:
         (ARTIFACTS / f"playbook-{playbook.removesuffix('.yml')}-{int(time.time())}.log").write_text(proc.stdout + proc.stderr)
         if fails:
             assert proc.returncode != 0, f"{playbook} {' '.join(args)} should have failed:\n{proc.stdout[-3000:]}"
-            return seconds, proc.stdout
+            # A failed task's message may be on stderr.
+            return seconds, proc.stdout + proc.stderr
         assert proc.returncode == 0, f"{playbook} {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
         return seconds, proc.stdout
 

@@ -142,6 +142,40 @@ def test_backends_see_client_address_and_https(host):
     assert body["headers"]["x-forwarded-proto"] == "https"
 
 
+def test_client_supplied_forwarding_headers_never_reach_the_backends(host):
+    spoofed = "-H 'X-Forwarded-For: 203.0.113.66' -H 'Forwarded: for=203.0.113.66' -H 'X-Real-IP: 203.0.113.66'"
+    body = fetch(host, "/headers", opts=spoofed)[0]
+    assert body["headers"]["x-forwarded-for"] == CLIENT_IP, body["headers"]
+    assert "forwarded" not in body["headers"] and "x-real-ip" not in body["headers"], body["headers"]
+
+
+def status(host, url, opts=""):
+    return host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 {opts} '{url}'")
+
+
+def test_an_unknown_host_name_gets_421_and_reaches_no_backend(host):
+    assert status(host, f"https://unknown.example.test/", f"--resolve unknown.example.test:443:{VIP} -k") == "421"
+    assert status(host, f"http://{VIP}/") == "421"  # by address, no name
+    assert status(host, f"https://{SITE}/") == "200"
+    assert status(host, "https://admin.example.test/") == "200"
+
+
+def test_an_oversized_request_body_is_refused(host):
+    host.check_output("head -c 2000000 /dev/zero > /tmp/big-body")
+    assert status(host, f"https://{SITE}/t/post", "-X POST --data-binary @/tmp/big-body") == "413"
+    assert status(host, f"https://{SITE}/t/post", "-X POST -d small=1") == "200"
+
+
+def test_a_login_brute_force_is_rate_limited_while_other_pages_answer(host):
+    codes = [status(host, f"https://{SITE}/wp-login.php", "-X POST -d log=admin -d pwd=wrong") for _ in range(15)]
+    assert codes[:10] == ["200"] * 10 and set(codes[10:]) == {"429"}, codes
+    assert "retry-after: 60" in host.check_output(
+        f"curl -s -D - -o /dev/null -X POST -d log=admin 'https://{SITE}/wp-login.php'").lower()
+    assert status(host, f"https://{SITE}/") == "200"
+    assert status(host, f"https://{SITE}/wp-login.php") == "200"  # GET is not counted
+    report(f"login brute force: 15 POSTs to /wp-login.php in a row: {codes.count('200')} answered, {codes.count('429')} refused (429)")
+
+
 def test_https_is_verified_against_the_lab_ca(host):
     # Verification on (no -k), with the lab CA as the only trust anchor.
     host.run_expect([0], f"curl -sf --cacert {CA} --capath /nonexistent https://{SITE}/")
@@ -219,6 +253,15 @@ def test_runtime_api_socket_answers():
     out = lb1.check_output("python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock');"
                            " s.sendall(b'show servers state site\\n'); print(s.makefile().read())\"")
     assert "web1" in out and "web2" in out
+
+
+def test_keepalived_checks_run_as_an_unprivileged_user():
+    conf = lb1.check_output("cat /etc/keepalived/keepalived.conf")
+    assert "script_user keepalived_script" in conf and "enable_script_security" in conf
+    account = lb1.user("keepalived_script")
+    assert account.exists and account.uid < 1000 and account.shell == "/usr/sbin/nologin"
+    # What the check runs answers the same for that user as for root.
+    assert lb1.run("runuser -u keepalived_script -- /usr/bin/systemctl is-active --quiet haproxy.service").rc == 0
 
 
 # ---------------------------------------------------------------- failures

@@ -1,4 +1,4 @@
-"""The router and static_routes roles, observed from the hosts on each side."""
+"""The static_routes, router and firewall roles, observed from the hosts on each side."""
 
 import json
 import os
@@ -103,3 +103,22 @@ def test_a_bad_route_is_named_before_anything_changes(client):
     result = converge("rt-client", {"static_routes_list": [{"to": "10.213.30.0", "via": ROUTER_LAN}]})
     assert result.returncode != 0
     assert "static_routes_list" in result.output and "10.213.30.0" in result.output, result.output[-3000:]
+
+
+def test_the_servers_firewall_accepts_its_service_only_from_the_lan(client, router, server):
+    assert curl(client, f"http://{SERVER}:8080/").stdout == "200"
+    # The router's own address is not on the client LAN: dropped by the server.
+    assert curl(router, f"http://{SERVER}:8080/").rc == 28
+    assert curl(server, "http://127.0.0.1:8080/").stdout == "200"  # loopback passes
+    rules = server.check_output("nft list table inet firewall")
+    assert "policy drop" in rules and "10.213.20.0/24" in rules, rules
+
+
+def test_a_bad_firewall_rule_is_refused_and_the_loaded_rules_stay(client, server):
+    before = server.check_output("nft list table inet firewall")
+    result = converge("rt-server", {"firewall_rules": [{"comment": "bad", "proto": "tcp", "ports": [8080],
+                                                        "sources": ["10.213.20.0/33"]}]})
+    assert result.returncode != 0
+    assert "firewall_rules: nft refused the input filter, nothing was loaded" in result.output, result.output[-3000:]
+    assert server.check_output("nft list table inet firewall") == before
+    assert curl(client, f"http://{SERVER}:8080/").stdout == "200"
