@@ -20,6 +20,12 @@ every 20 ms while the active balancer is stopped (docker stop: keepalived
 says goodbye) or killed (docker kill: it vanishes); the takeover time is from
 the fault to the first answer from the other balancer. Median of several.
 
+Converge: the last converge that built the stack (bin/lab records each in
+artifacts/<profile>/converges.jsonl), a converge that changes nothing (timed
+here), and the floor: on fresh containers of the same image, one apt-get
+install per host of exactly the packages the converge left on that host,
+all hosts at once, as Ansible's forks run them.
+
 Load stays bounded (a fixed duration per run, 16 connections) and only
 targets the lab's own containers. Results: artifacts/bench/results.json and
 results.md.
@@ -86,7 +92,7 @@ class Bench:
     # The baseline: a stock Debian WordPress on one container.
     def baseline(self):
         image = f"wpha/debian:{self.lab.profile.get('LAB_DISTRO', 'trixie')}"
-        network = self.lab.hostvars[self.lbs[0]].get("lab_networks", [{"name": "wpha-lab"}])[0]["name"]
+        network = self.network()
         if docker("inspect", BASELINE, check=False).returncode != 0:
             docker("run", "-d", "--name", BASELINE, "--hostname", BASELINE, "--network", network,
                    "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "--tmpfs", "/run", "--tmpfs", "/run/lock",
@@ -275,6 +281,64 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
                          "requests_lost": [r["failed_requests"] for r in runs], "runs": [r["takeover_s"] for r in runs]})
         return rows
 
+    # Converge times and their floor.
+    def converge(self):
+        hosts = list(self.lab.hostvars) if not self.short else [self.client]
+        runs = []
+        for _ in range(1 if self.short else 3):
+            args = ["site.yml"] + (["--limit", ",".join(hosts)] if self.short else [])
+            seconds, out = self.lab.playbook(*args, timeout=1800)
+            changed = sum(int(n) for n in re.findall(r"changed=(\d+)", out))
+            runs.append({"seconds": seconds, "changed": changed})
+        history = ROOT / "artifacts" / self.lab.name / "converges.jsonl"
+        built = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
+        built = [b for b in built if b["changed"] >= 10 * max(1, b["hosts"])]
+        return {
+            "hosts": len(hosts),
+            "no_change_s": statistics.median(r["seconds"] for r in runs),
+            "no_change_runs": runs,
+            "first_converge": built[-1] if built else None,
+            "floor": self.floor(hosts),
+        }
+
+    def floor(self, hosts):
+        """One apt-get install per host, all at once, of what the converge installed there."""
+        image = f"wpha/debian:{self.lab.profile.get('LAB_DISTRO', 'trixie')}"
+        names = [f"bench-floor-{i}" for i in range(len(hosts))]
+        lists = {}
+        for host in hosts:
+            lists[host] = set(self.sh(host, "dpkg-query -W -f '${Package}\\n'").split())
+        try:
+            for name in names:
+                docker("run", "-d", "--name", name, "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+                       "--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+                       "--cgroupns", "host", "--network", self.network(), image, "/lib/systemd/systemd")
+            base = set(docker("exec", names[0], "dpkg-query", "-W", "-f", "${Package}\n").stdout.split())
+            for name in names:
+                self.lab.wait_until("systemd in a floor container", lambda n=name: docker(
+                    "exec", n, "systemctl", "is-system-running", check=False).stdout.strip() in ("running", "degraded"),
+                    timeout=60, interval=0.5)
+                docker("exec", name, "apt-get", "update", "-q", timeout=300)
+            installs = []
+            start = time.monotonic()
+            for name, host in zip(names, hosts):
+                wanted = " ".join(sorted(lists[host] - base))
+                # Only what apt knows (ProxySQL comes from a package file).
+                script = (f"pkgs=$(for p in {wanted}; do apt-cache show $p >/dev/null 2>&1 && echo $p; done); "
+                          "DEBIAN_FRONTEND=noninteractive apt-get install -y -q $pkgs >/dev/null && echo $pkgs | wc -w")
+                installs.append(subprocess.Popen([self.lab_docker, "exec", name, "bash", "-c", script],
+                                                 stdout=subprocess.PIPE, text=True))
+            counts = [int(p.communicate(timeout=1800)[0].strip() or 0) for p in installs]
+            if any(p.returncode for p in installs):
+                raise SystemExit("the floor's apt-get install failed")
+            return {"seconds": round(time.monotonic() - start, 1), "packages": sum(counts), "hosts": len(hosts)}
+        finally:
+            for name in names:
+                docker("rm", "-f", name, check=False)
+
+    def network(self):
+        return self.lab.hostvars[self.lbs[0]].get("lab_networks", [{"name": "wpha-lab"}])[0]["name"]
+
     @property
     def lab_docker(self):
         from lablib import DOCKER
@@ -289,6 +353,15 @@ def markdown(data):
         lines += ["| page | how | requests/s | mean latency (ms) | bad answers |", "| --- | --- | ---: | ---: | ---: |"]
         lines += [f"| {r['page']} | {r['how']} | {r['rps']} | {r['latency_ms']} | {r['bad_answers']} |" for r in data["throughput"]]
         lines.append("")
+    if data.get("converge"):
+        c = data["converge"]
+        first = c["first_converge"]
+        lines += ["| converge | seconds |", "| --- | ---: |",
+                  f"| first (the last bin/lab that built the stack: {first['changed']} changes on {first['hosts']} hosts) "
+                  f"| {first['seconds']} |" if first else "| first | not recorded (run ./bin/lab on fresh containers) |",
+                  f"| no change ({c['hosts']} hosts, median of {len(c['no_change_runs'])}) | {c['no_change_s']} |",
+                  f"| floor: one apt-get install per host of the same {c['floor']['packages']} packages, "
+                  f"{c['floor']['hosts']} fresh containers at once | {c['floor']['seconds']} |", ""]
     if data.get("takeover"):
         lines += ["| VIP takeover after | median (s) | runs (s) | requests lost per run |", "| --- | ---: | --- | --- |"]
         lines += [f"| {r['fault']} | {r['takeover_s']} | {r['runs']} | {r['requests_lost']} |" for r in data["takeover"]]
@@ -299,7 +372,8 @@ def markdown(data):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="a few seconds per figure (CI), not the full figures")
-    parser.add_argument("--only", choices=["throughput", "takeover"], action="append", help="measure only this (repeatable)")
+    parser.add_argument("--only", choices=["throughput", "takeover", "converge"], action="append",
+                        help="measure only this (repeatable)")
     parser.add_argument("--keep-baseline", action="store_true", help="leave the baseline container for the next run")
     parser.add_argument("--out", default=str(ROOT / "artifacts" / "bench"))
     args = parser.parse_args()
@@ -314,13 +388,15 @@ def main():
     data = {"lab": lab.name, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{cpu} CPUs, {mem} GiB, everything on one machine", "mode": "short" if args.short else "full",
             "runs": bench.runs, "duration_s": bench.duration}
-    only = args.only or ["throughput", "takeover"]
+    only = args.only or ["throughput", "takeover", "converge"]
     try:
         bench.ensure_tools()
         if "throughput" in only:
             data["throughput"] = bench.throughput()
         if "takeover" in only:
             data["takeover"] = bench.takeover()
+        if "converge" in only:
+            data["converge"] = bench.converge()
     finally:
         if not args.keep_baseline:
             docker("rm", "-f", BASELINE, check=False)
