@@ -84,6 +84,12 @@ class Lab:
             self._vault = yaml.safe_load(out)
         return self._vault["vault_" + name]
 
+    def site_root(self, web):
+        """The WordPress tree on a web host, as deployed (/srv/www/<site name>)."""
+        found = self.sh(web, "ls -d /srv/www/*/wp-config.php").stdout.split()
+        assert len(found) == 1, found
+        return found[0].rsplit("/", 1)[0]
+
     def sh(self, host, command, check=True, timeout=120):
         return docker("exec", host, "bash", "-c", command, check=check, timeout=timeout)
 

@@ -17,13 +17,6 @@ from lablib import ROOT
 FORGED = "203.0.113.66"
 
 
-def site_root(lab, web):
-    """The WordPress tree on a web host, as deployed (/srv/www/<site name>)."""
-    found = lab.sh(web, "ls -d /srv/www/*/wp-config.php").stdout.split()
-    assert len(found) == 1, found
-    return found[0].rsplit("/", 1)[0]
-
-
 def connects(lab, source, address, port):
     """True when source opens a TCP connection to address:port within 3 s."""
     return lab.sh(source, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}'", check=False).returncode == 0
@@ -107,7 +100,7 @@ def test_a_script_dropped_into_the_uploads_is_never_run(lab, client, site_url):
     name = f"e2e-probe-{int(time.time())}.php"
     webs = lab.hosts("webservers")
     for web in webs:
-        lab.sh(web, f"echo '<?php echo \"EXECUTED-\" . (6 * 7);' > {site_root(lab, web)}/wp-content/uploads/{name}")
+        lab.sh(web, f"echo '<?php echo \"EXECUTED-\" . (6 * 7);' > {lab.site_root(web)}/wp-content/uploads/{name}")
     try:
         for _ in range(4):  # both web hosts answer
             out = lab.sh(client, f"curl -s -w '\\n%{{http_code}}' '{url}wp-content/uploads/{name}'").stdout
@@ -115,14 +108,14 @@ def test_a_script_dropped_into_the_uploads_is_never_run(lab, client, site_url):
             assert status == "403" and "EXECUTED-42" not in body, out
     finally:
         for web in webs:
-            lab.sh(web, f"rm -f {site_root(lab, web)}/wp-content/uploads/{name}")
+            lab.sh(web, f"rm -f {lab.site_root(web)}/wp-content/uploads/{name}")
 
 
 def test_the_code_is_read_only_to_php_and_the_uploads_writable(lab):
     web = lab.hosts("webservers")[0]
     user = lab.hostvars[web].get("wordpress_php_user", "www-data")
 
-    root = site_root(lab, web)
+    root = lab.site_root(web)
 
     def writable(path):
         assert lab.sh(web, f"test -e {root}/{path}", check=False).returncode == 0, f"{root}/{path} is missing"

@@ -103,8 +103,7 @@ def test_a_post_whose_web_host_fails_after_writing_is_not_replayed(lab, client, 
     drops = []
     try:
         for web in lab.hosts("webservers"):
-            root = lab.sh(web, "grep -h -m1 DocumentRoot /etc/apache2/sites-enabled/*.conf").stdout.split()[1]
-            drops.append((web, f"{root}/wpha-e2e-drill.php"))
+            drops.append((web, f"{lab.site_root(web)}/wpha-e2e-drill.php"))
             docker("exec", "-i", web, "bash", "-c", f"cat > {drops[-1][1]}", stdin=script)
         executed = {}
         for method in ("POST", "GET"):
