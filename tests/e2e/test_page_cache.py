@@ -9,7 +9,6 @@ import contextlib
 import time
 
 from conftest import report
-from test_security import site_root
 
 
 def fetch(lab, client, url, *curl_args):
@@ -83,7 +82,7 @@ def test_a_response_that_sets_a_cookie_is_never_cached(lab, client, site_url):
     }
     for web in webs:
         for name, code in scripts.items():
-            lab.sh(web, f"cat > {site_root(lab, web)}/{name} <<'EOF'\n{code}\nEOF")
+            lab.sh(web, f"cat > {lab.site_root(web)}/{name} <<'EOF'\n{code}\nEOF")
     try:
         path = f"{url}wpha-e2e-cookie.php?e2e-{time.time_ns()}"
         with_cookie = [fetch(lab, client, path) for _ in range(3)]
@@ -94,7 +93,7 @@ def test_a_response_that_sets_a_cookie_is_never_cached(lab, client, site_url):
         assert [r[1] for r in plain] == ["MISS", "HIT", "HIT"] and len({r[2] for r in plain}) == 1, [r[:2] for r in plain]
     finally:
         for web in webs:
-            lab.sh(web, f"rm -f {' '.join(site_root(lab, web) + '/' + name for name in scripts)}")
+            lab.sh(web, f"rm -f {' '.join(lab.site_root(web) + '/' + name for name in scripts)}")
 
 
 def test_a_new_post_reaches_visitors_within_the_bound(lab, client, site_url):
