@@ -26,6 +26,12 @@ here), and the floor: on fresh containers of the same image, one apt-get
 install per host of exactly the packages the converge left on that host,
 all hosts at once, as Ansible's forks run them.
 
+Primary lost to writes accepted: the e2e drill that stops the primary
+database, runs playbooks/db_promote.yml and publishes again, then brings the
+old primary back and switches back (tests/e2e/test_drills.py; the lab ends
+as it began). The short mode reports the drill's last figures instead
+(artifacts/e2e/, written by the e2e stage of bin/test minutes before).
+
 Load stays bounded (a fixed duration per run, 16 connections) and only
 targets the lab's own containers. Results: artifacts/bench/results.json and
 results.md.
@@ -33,6 +39,7 @@ results.md.
 
 import argparse
 import json
+import os
 import pathlib
 import re
 import statistics
@@ -71,11 +78,11 @@ print(json.dumps(out))
 
 
 class Bench:
-    def __init__(self, lab, short):
+    def __init__(self, lab, short, runs=None, duration=None):
         self.lab = lab
         self.short = short
-        self.runs = 3 if short else 5
-        self.duration = 1 if short else 10
+        self.runs = runs or (3 if short else 5)
+        self.duration = duration or (1 if short else 10)
         self.takeovers = 1 if short else 5
         self.client = lab.hosts("clients")[0]
         self.lbs = lab.hosts("loadbalancers")
@@ -336,6 +343,24 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
             for name in names:
                 docker("rm", "-f", name, check=False)
 
+    # Primary lost -> writes accepted, through the e2e drill.
+    def promote(self):
+        figures = ROOT / "artifacts" / "e2e" / "drill_stop_primary.json"
+        source = "the last e2e drill"
+        if not self.short:
+            tests = ["tests/e2e/test_drills.py::test_without_the_primary_visitors_read_and_writes_get_the_read_only_page",
+                     "tests/e2e/test_drills.py::test_the_lost_primary_rejoins_and_takes_its_role_back"]
+            subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                           cwd=ROOT, check=True, env={**os.environ, "E2E_REQUIRED": "1"}, timeout=1800)
+            source = "measured now"
+        if not figures.exists():
+            raise SystemExit(f"{figures} is missing: run the drill (pytest tests/e2e/test_drills.py) first")
+        drill = json.loads(figures.read_text())
+        return {"source": source, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(figures.stat().st_mtime)),
+                "refused_in_s": drill["stop_write_refused"]["seconds"], "db_promote_s": drill["db_promote_s"],
+                "writes_restored_s": drill["writes_restored_after_s"],
+                "reads_failed": drill["stop_loop"]["failed"], "reads_sent": drill["stop_loop"]["sent"]}
+
     def network(self):
         return self.lab.hostvars[self.lbs[0]].get("lab_networks", [{"name": "wpha-lab"}])[0]["name"]
 
@@ -362,6 +387,13 @@ def markdown(data):
                   f"| no change ({c['hosts']} hosts, median of {len(c['no_change_runs'])}) | {c['no_change_s']} |",
                   f"| floor: one apt-get install per host of the same {c['floor']['packages']} packages, "
                   f"{c['floor']['hosts']} fresh containers at once | {c['floor']['seconds']} |", ""]
+    if data.get("promote"):
+        p = data["promote"]
+        lines += ["| primary database lost (drill: " + p["source"] + ", " + p["date"] + ") | seconds |", "| --- | ---: |",
+                  f"| a write meanwhile: answered with the read-only page in | {p['refused_in_s']} |",
+                  f"| db_promote.yml run | {p['db_promote_s']} |",
+                  f"| primary lost to writes accepted | {p['writes_restored_s']} |",
+                  f"| reads failed meanwhile | {p['reads_failed']} of {p['reads_sent']} |", ""]
     if data.get("takeover"):
         lines += ["| VIP takeover after | median (s) | runs (s) | requests lost per run |", "| --- | ---: | --- | --- |"]
         lines += [f"| {r['fault']} | {r['takeover_s']} | {r['runs']} | {r['requests_lost']} |" for r in data["takeover"]]
@@ -372,8 +404,10 @@ def markdown(data):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="a few seconds per figure (CI), not the full figures")
-    parser.add_argument("--only", choices=["throughput", "takeover", "converge"], action="append",
+    parser.add_argument("--only", choices=["throughput", "takeover", "promote", "converge"], action="append",
                         help="measure only this (repeatable)")
+    parser.add_argument("--runs", type=int, help="runs per throughput case (default 5, short 3)")
+    parser.add_argument("--seconds", type=int, help="seconds per throughput run (default 10, short 1)")
     parser.add_argument("--keep-baseline", action="store_true", help="leave the baseline container for the next run")
     parser.add_argument("--out", default=str(ROOT / "artifacts" / "bench"))
     args = parser.parse_args()
@@ -381,20 +415,22 @@ def main():
     missing = [h for h in lab.hostvars if not lab.running(h)]
     if missing:
         raise SystemExit(f"lab containers not running: {missing}; bring the lab up with ./bin/lab")
-    bench = Bench(lab, args.short)
+    bench = Bench(lab, args.short, args.runs, args.seconds)
     started = time.monotonic()
     cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     mem = round(int(pathlib.Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024)
     data = {"lab": lab.name, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{cpu} CPUs, {mem} GiB, everything on one machine", "mode": "short" if args.short else "full",
             "runs": bench.runs, "duration_s": bench.duration}
-    only = args.only or ["throughput", "takeover", "converge"]
+    only = args.only or ["throughput", "takeover", "promote", "converge"]
     try:
         bench.ensure_tools()
         if "throughput" in only:
             data["throughput"] = bench.throughput()
         if "takeover" in only:
             data["takeover"] = bench.takeover()
+        if "promote" in only:
+            data["promote"] = bench.promote()
         if "converge" in only:
             data["converge"] = bench.converge()
     finally:
