@@ -1,6 +1,6 @@
 # Thin wrappers over bin/: the scripts hold the logic so they also work
 # on a machine without make.
-.PHONY: setup lint test lab destroy trace
+.PHONY: setup lint test lab destroy trace bench
 SCENARIO ?=
 
 setup:
@@ -20,3 +20,6 @@ destroy:
 
 trace:
 	./bin/trace
+
+bench:
+	./bin/bench

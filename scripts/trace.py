@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One page load from the lab's client C2, captured at every hop (bin/trace).
 
-With cold caches (ARP on every hop, the resolver's DNS cache), tcpdump runs on
+With cold caches (ARP on every hop, the resolver's DNS cache, the balancers'
+page cache, so the page comes from a web host), tcpdump runs on
 each interface of C2, of the routers between C2 and the stack, of the
 resolver, of the load balancer holding the VIP and of the web hosts; C2 then
 loads https://www.<domain>/ once with curl (its TLS keys logged, so the
@@ -134,6 +135,8 @@ class Trace:
         for host in hosts:
             self.lab.sh(host, f"rm -rf {REMOTE_DIR}; mkdir -p {REMOTE_DIR}; pkill -x tcpdump; ip neigh flush all", check=False)
         self.lab.sh(self.resolver, "rndc flush")
+        for lb in self.lab.hosts("loadbalancers"):  # the page cache, where there is one
+            self.lab.sh(lb, "! command -v varnishadm >/dev/null || varnishadm ban req.url '~' .", check=False)
         for host, iface, flt in points:
             docker("exec", "-d", host, "bash", "-c",
                    f"exec timeout {CAPTURE_SECONDS} tcpdump -i {iface} -n -U -s 0 -c {CAPTURE_PACKETS} "
@@ -316,7 +319,8 @@ class Trace:
             "",
             "Every line below is a packet as tshark decoded it from the captures in `pcap/`, at the capture point",
             "that saw it (*sent* or *received* by that interface). Caches were cold: neighbour tables flushed on every",
-            "captured host, the resolver's cache flushed. Frames carry MAC addresses, which change on every link;",
+            "captured host, the resolver's cache and the balancers' page cache flushed. Frames carry MAC addresses,",
+            "which change on every link;",
             "packets carry IP addresses, which stay, and a TTL that each router lowers by one.",
             "",
         ]

@@ -88,5 +88,6 @@ def run_debug_play(root, venv_bin, ansible_env, inventory, tmp_path, variables, 
         return proc
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
-    hosts = result["plays"][0]["tasks"][0]["hosts"]
-    return {host: res["msg"] for host, res in hosts.items()}
+    # One task, but Mitogen's strategy reports its start once per host: the
+    # json callback then lists it once per host.
+    return {host: res["msg"] for task in result["plays"][0]["tasks"] for host, res in task["hosts"].items()}

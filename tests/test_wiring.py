@@ -31,6 +31,8 @@ WIRING = [
     "wordpress_db_host",
     "php_fpm_max_execution_time",
     "haproxy_timeout_server",
+    "varnish_first_byte_timeout",
+    "haproxy_page_cache_timeout_server",
     "mariadb_replication_primary_host",
     "mariadb_replication_user_hosts",
     "mariadb_app_user_hosts",
@@ -208,3 +210,7 @@ def test_haproxy_waits_longer_than_php_may_run(root, full_runs, inventory):
     terminate = php_limit + 30
     assert lb["haproxy_timeout_server"].endswith("s")
     assert int(lb["haproxy_timeout_server"][:-1]) > terminate, (lb["haproxy_timeout_server"], terminate)
+    # Through the page cache, each hop waits longer than the one behind it:
+    # HAProxy for the web host, Varnish for HAProxy, HAProxy for Varnish.
+    to_web, to_cache = int(lb["haproxy_timeout_server"][:-1]), int(lb["haproxy_page_cache_timeout_server"][:-1])
+    assert to_web < int(lb["varnish_first_byte_timeout"]) < to_cache, lb

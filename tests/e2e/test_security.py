@@ -50,9 +50,12 @@ def test_from_a_visitor_the_internal_ports_are_closed_and_from_their_peers_open(
 def test_a_forged_forwarding_header_never_becomes_the_visitors_address(lab, client, site_url):
     url, _ = site_url
     marker = f"e2e-forged-{int(time.time())}"
-    for _ in range(6):
-        lab.sh(client, f"curl -sS -o /dev/null --fail -H 'X-Forwarded-For: {FORGED}' -H 'Forwarded: for={FORGED}' "
-                       f"-H 'X-Real-IP: {FORGED}' '{url}?{marker}'")
+    # Both ways to a web host: through the page cache (a new URL each time,
+    # so each is a miss) and past it (WordPress's no-cache cookie).
+    for n in range(6):
+        cookie = "-b wordpress_no_cache=1" if n % 2 else ""
+        lab.sh(client, f"curl -sS -o /dev/null --fail {cookie} -H 'X-Forwarded-For: {FORGED}' -H 'Forwarded: for={FORGED}' "
+                       f"-H 'X-Real-IP: {FORGED}' '{url}?{marker}-{n}'")
     lines = []
     for web in lab.hosts("webservers"):
         lines += lab.sh(web, f"grep -h -- '{marker}' /var/log/apache2/*access.log || true").stdout.splitlines()

@@ -1,4 +1,4 @@
-"""Behaviour of the HAProxy + keepalived pair, observed from the client container.
+"""Behaviour of the HAProxy + keepalived pair and its Varnish page cache, observed from the client container.
 
 The client resolves www.example.test and admin.example.test to the VIP and
 trusts the lab CA through its system trust store. Figures measured here
@@ -14,6 +14,7 @@ import pathlib
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 import testinfra
@@ -233,6 +234,119 @@ def test_tls_1_2_and_alpn_h2_are_offered(host):
 ])
 def test_acls_route_by_path_host_header_and_cookie(host, site, opts, path, port):
     assert {b["port"] for b in fetch(host, path, 6, opts, site)} == {port}
+
+
+# ---------------------------------------------------------------- page cache
+# Anonymous GETs for the site backend go through Varnish on the balancer,
+# which says how it answered in X-Cache (HAProxy says BYPASS for what it did
+# not send there). The echo server lets it keep /t/cache* pages only (all
+# else is no-store) and writes those requests down for received().
+
+
+def visit(host, path, opts=""):
+    """One request to the site: status, headers (names in lower case) and the JSON body of a 200."""
+    out = host.check_output(f"curl -s --max-time 20 -D - {opts} 'https://{SITE}{path}'")
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    status_line, *fields = head.splitlines()
+    headers = {name.strip().lower(): value.strip() for name, _, value in (f.partition(":") for f in fields)}
+    code = int(status_line.split()[1])
+    return code, headers, json.loads(body) if code == 200 else None
+
+
+def test_an_anonymous_page_is_stored_and_served_again_without_the_backend(host):
+    token = uuid.uuid4().hex
+    first, again = visit(host, f"/t/cache?u={token}"), visit(host, f"/t/cache?u={token}")
+    assert (first[0], first[1].get("x-cache")) == (200, "MISS")
+    assert (again[0], again[1].get("x-cache")) == (200, "HIT")
+    assert again[2] == first[2], "the hit is the first answer, from the same server"
+    assert received(token) == {"GET": 1}
+
+
+def test_a_visitors_other_cookies_neither_reach_the_backend_nor_split_the_cache(host):
+    token = uuid.uuid4().hex
+    code, headers, body = visit(host, f"/t/cache?u={token}", "-b _ga=GA1.2.3")
+    assert (code, headers.get("x-cache")) == (200, "MISS")
+    assert "cookie" not in body["headers"], body["headers"]
+    assert visit(host, f"/t/cache?u={token}")[1].get("x-cache") == "HIT"
+    assert received(token) == {"GET": 1}
+
+
+def test_a_logged_in_user_bypasses_the_cache_and_gets_a_fresh_page(host):
+    token = uuid.uuid4().hex
+    visit(host, f"/t/cache?u={token}")
+    assert visit(host, f"/t/cache?u={token}")[1].get("x-cache") == "HIT", "the page is cached for visitors"
+    code, headers, body = visit(host, f"/t/cache?u={token}", "-b wordpress_logged_in_abc=1")
+    assert (code, headers.get("x-cache")) == (200, "BYPASS")
+    assert body["headers"].get("cookie") == "wordpress_logged_in_abc=1", "a backend answered the user"
+    assert received(token) == {"GET": 2}
+
+
+def test_a_visitor_never_gets_a_page_made_for_a_logged_in_user(host):
+    token = uuid.uuid4().hex
+    assert visit(host, f"/t/cache?u={token}", "-b wordpress_logged_in_abc=1")[1].get("x-cache") == "BYPASS"
+    code, headers, body = visit(host, f"/t/cache?u={token}")
+    assert (code, headers.get("x-cache")) == (200, "MISS")
+    assert "cookie" not in body["headers"], body["headers"]
+    assert received(token) == {"GET": 2}
+
+
+def test_a_page_that_sets_a_cookie_is_never_stored(host):
+    token = uuid.uuid4().hex
+    answers = [visit(host, f"/t/cache-cookie?u={token}") for _ in range(2)]
+    assert [code for code, _, _ in answers] == [200, 200]
+    assert all(headers.get("x-cache") in ("MISS", "PASS") for _, headers, _ in answers), [h for _, h, _ in answers]
+    assert all("visitor=1" in headers.get("set-cookie", "") for _, headers, _ in answers)
+    assert received(token) == {"GET": 2}
+
+
+@pytest.mark.parametrize("path,opts", [
+    ("/wp-admin/?u={token}", ""),
+    ("/t/cache/feed/?u={token}", ""),  # on the site backend, but a bypass URL
+    ("/t/cache?u={token}", "-d x=1"),  # POST
+])
+def test_admin_pages_bypass_urls_and_posts_are_never_cached(host, path, opts):
+    token = uuid.uuid4().hex
+    answers = [visit(host, path.format(token=token), opts) for _ in range(2)]
+    assert [(code, headers.get("x-cache")) for code, headers, _ in answers] == [(200, "BYPASS")] * 2
+    if path.startswith("/t/cache"):
+        assert sum(received(token).values()) == 2
+
+
+def test_while_no_web_host_answers_cached_pages_are_still_served(host):
+    cached, uncached = f"/t/cache?u={uuid.uuid4().hex}", f"/t/cache?u={uuid.uuid4().hex}"
+    code, headers, stored = visit(host, cached)
+    assert (code, headers.get("x-cache")) == (200, "MISS")
+    try:
+        stopped = time.time()
+        for web in (web1, web2):
+            web.check_output("systemctl stop echo@8080")
+        # HAProxy marks both down (fall 2 x inter 1 s); Varnish's probe of its
+        # origin (every 1 s, 2 bad of the last 3) then sees it sick.
+        hit = miss = None
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if all(server_status(host, "site", s).startswith("DOWN") for s in ("web1", "web2")):
+                hit, miss = visit(host, cached), visit(host, uncached)
+                if hit[0] == 200 and hit[1].get("x-cache") in ("HIT", "HIT-STALE") and miss[0] >= 500:
+                    break
+            time.sleep(0.3)
+        else:
+            pytest.fail("both web hosts stopped 10 s ago: " + (
+                f"cached page {hit[0]} {hit[1].get('x-cache')}, uncached page {miss[0]}" if hit else "HAProxy never marked them down"))
+        report(f"page cache, both web hosts down: {time.time() - stopped:.1f}s after the stop a cached page is answered "
+               f"{hit[0]} ({hit[1].get('x-cache')}), an uncached one {miss[0]}")
+        assert hit[2] == stored, "the copy stored before the stop"
+    finally:
+        for web in (web1, web2):
+            web.run("systemctl start echo@8080")
+        # Back in HAProxy (rise 2 x inter 1 s) and in Varnish's probe: a miss is fetched again.
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if (all(server_status(host, "site", s) == "UP" for s in ("web1", "web2"))
+                    and status(host, f"https://{SITE}/?u={uuid.uuid4().hex}") == "200"):
+                break
+            time.sleep(0.5)
+    assert status(host, f"https://{SITE}/t/cache?u={uuid.uuid4().hex}") == "200", "the origin is back for the cache"
 
 
 # ---------------------------------------------------------------- stats, metrics, runtime API
