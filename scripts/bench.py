@@ -370,6 +370,20 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
         return DOCKER
 
 
+def check(data):
+    """What must not happen, whatever the figures: bad answers under load, a
+    takeover that never came, a no-change converge that changed something."""
+    problems = [f"{r['page']}, {r['how']}: {r['bad_answers']} bad answers"
+                for r in data.get("throughput", []) if r["bad_answers"]]
+    problems += [f"{r['fault']}: the other balancer never answered" for r in data.get("takeover", [])
+                 if r["takeover_s"] is None]
+    converge = data.get("converge")
+    if converge:
+        problems += [f"a no-change converge changed {r['changed']} things" for r in converge["no_change_runs"]
+                     if r["changed"]]
+    return problems
+
+
 def markdown(data):
     lines = [f"# Bench of the {data['lab']} lab", "",
              f"{data['date']}, on {data['machine']}; {data['mode']} mode: medians of {data['runs']} runs of "
@@ -437,12 +451,15 @@ def main():
         if not args.keep_baseline:
             docker("rm", "-f", BASELINE, check=False)
     data["seconds"] = round(time.monotonic() - started, 1)
+    problems = check(data)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(data, indent=2))
     (out / "results.md").write_text(markdown(data))
     print(markdown(data))
     print(f"({data['seconds']} s; {out}/results.json, results.md)")
+    if problems:
+        raise SystemExit("the bench measured what must not happen:\n  " + "\n  ".join(problems))
 
 
 if __name__ == "__main__":

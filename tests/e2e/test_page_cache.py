@@ -109,7 +109,10 @@ def test_a_new_post_reaches_visitors_within_the_bound(lab, client, site_url):
     published = time.monotonic()
     lab.wait_until(f"the new post on the front page within {bound} s", lambda: title in fetch(lab, client, url)[2],
                    timeout=bound + 5, interval=1)
-    report("page_cache_new_post", {"bound_s": bound, "seen_after_s": round(time.monotonic() - published, 1)})
+    seen = round(time.monotonic() - published, 1)
+    report("page_cache_new_post", {"bound_s": bound, "seen_after_s": seen})
+    # The wait above allows for its own polling; the bound itself holds.
+    assert seen <= bound + 2, f"the new post took {seen} s to reach visitors, the bound is {bound} s"
 
 
 @contextlib.contextmanager

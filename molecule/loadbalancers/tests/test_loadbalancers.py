@@ -321,7 +321,7 @@ def test_while_no_web_host_answers_cached_pages_are_still_served(host):
         for web in (web1, web2):
             web.check_output("systemctl stop echo@8080")
         # HAProxy marks both down (fall 2 x inter 1 s); Varnish's probe of its
-        # origin (every 1 s, 2 bad of the last 3) then sees it sick.
+        # origin (every 1 s, 2 bad in a row) then sees it sick.
         hit = miss = None
         deadline = time.time() + 10
         while time.time() < deadline:

@@ -135,9 +135,11 @@ def test_php_fpm_pool_opcache_and_extensions(webs):
         info = host.check_output(f"php-fpm{version} -i")
         assert re.search(r"^opcache\.enable => On", info, re.M)
         assert re.search(r"^opcache\.memory_consumption => 128", info, re.M)
-        # pm.max_children follows memory: 5 % of RAM / 64 MiB, between 2 and 10 here.
+        # pm.max_children: the smallest of 5 % of RAM / 64 MiB, 4 per CPU and
+        # 10 here, at least 2.
         mem_mb = int(host.check_output("awk '/^MemTotal/ {print $2}' /proc/meminfo")) // 1024
-        expected = min(max(int(mem_mb * 5 / 100 / 64), 2), 10)
+        cpus = int(host.check_output("nproc"))
+        expected = max(min(int(mem_mb * 5 / 100 / 64), cpus * 4, 10), 2)
         pool = host.file(f"/etc/php/{version}/fpm/pool.d/wordpress.conf")
         assert pool.contains(f"^pm.max_children = {expected}$")
         assert not host.file(f"/etc/php/{version}/fpm/pool.d/www.conf").exists
