@@ -40,7 +40,7 @@ def lab_profile():
     ).stdout
     env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
     keys = ("LAB_PROFILE", "LAB_INVENTORY", "LAB_STATE", "LAB_DISTRO",
-            "ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_PRIVATE_KEY_FILE", "ANSIBLE_SSH_ARGS")
+            "ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_PRIVATE_KEY_FILE", "ANSIBLE_SSH_ARGS", "ANSIBLE_HOST_KEY_CHECKING")
     return {k: env[k] for k in keys if k in env}
 
 

@@ -349,6 +349,29 @@ def test_while_no_web_host_answers_cached_pages_are_still_served(host):
     assert status(host, f"https://{SITE}/t/cache?u={uuid.uuid4().hex}") == "200", "the origin is back for the cache"
 
 
+def test_an_error_from_the_web_hosts_never_replaces_a_cached_page(host):
+    """A copy past its freshness and grace is fetched again while the web hosts
+    look healthy; when they answer that page with 500, visitors keep the copy."""
+    path = f"/t/cache-short?u={uuid.uuid4().hex}"
+    code, headers, stored = visit(host, path)
+    assert (code, headers.get("x-cache")) == (200, "MISS")
+    # max-age=1, then the grace a healthy origin gets (varnish_grace, 10 s).
+    time.sleep(1 + 10 + 1)
+    try:
+        for web in (web1, web2):
+            web.check_output("touch /run/echo-cache-fail")
+        answers = [visit(host, path) for _ in range(3)]
+        assert all(server_status(host, "site", s) == "UP" for s in ("web1", "web2")), "the web hosts stayed up"
+    finally:
+        for web in (web1, web2):
+            web.run("rm -f /run/echo-cache-fail")
+    report("page cache, a page answered 500 while the web hosts look up: " +
+           ", ".join(f"{code} {headers.get('x-cache')}" for code, headers, _ in answers))
+    assert [(code, headers.get("x-cache")) for code, headers, _ in answers] == [(200, "HIT-STALE")] * 3
+    assert all(body == stored for _, _, body in answers), "the copy stored before the errors"
+    assert received(path.split("=")[1]).get("GET", 0) >= 2, "the web hosts were asked again"
+
+
 # ---------------------------------------------------------------- stats, metrics, runtime API
 
 
