@@ -85,9 +85,6 @@ lab_profile() {
     LAB_INVENTORY="$PROJECT_ROOT/inventory/lab"
     LAB_STATE="$PROJECT_ROOT/.lab"
     LAB_DISTRO="${LAB_DISTRO:-trixie}"
-    # LAB_CONNECTION=ssh: new containers, new host keys (Mitogen, which runs
-    # the playbooks, reads this setting, not the ssh options).
-    export ANSIBLE_HOST_KEY_CHECKING=False
     ;;
   vm)
     LAB_INVENTORY="$PROJECT_ROOT/inventory/vm"
@@ -100,13 +97,15 @@ lab_profile() {
     fi
     export ANSIBLE_VAULT_PASSWORD_FILE="$LAB_STATE/vault-password"
     export ANSIBLE_PRIVATE_KEY_FILE="$LAB_STATE/ssh/id_ed25519"
-    # New containers, new host keys: nothing to remember between labs. Mitogen
-    # (which runs the playbooks) reads ANSIBLE_HOST_KEY_CHECKING, Ansible's own
-    # ssh connection (ANSIBLE_STRATEGY=linear) the ssh options.
-    export ANSIBLE_HOST_KEY_CHECKING=False
+    # New containers, new host keys: nothing to remember between labs.
     export ANSIBLE_SSH_ARGS="-C -o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
     ;;
   *) die "LAB_PROFILE=$LAB_PROFILE is not a lab profile." "use LAB_PROFILE=lab (the default) or LAB_PROFILE=vm" ;;
   esac
+  # Either lab's containers (over SSH: the VM-like lab, LAB_CONNECTION=ssh)
+  # are new, with new host keys. Mitogen, which runs the playbooks, reads
+  # this setting; Ansible's own ssh connection (ANSIBLE_STRATEGY=linear)
+  # reads the ssh options.
+  export ANSIBLE_HOST_KEY_CHECKING=False
   export LAB_PROFILE LAB_INVENTORY LAB_STATE LAB_DISTRO
 }
