@@ -122,3 +122,14 @@ def test_a_bad_firewall_rule_is_refused_and_the_loaded_rules_stay(client, server
     assert "firewall_rules: nft refused the input filter, nothing was loaded" in result.output, result.output[-3000:]
     assert server.check_output("nft list table inet firewall") == before
     assert curl(client, f"http://{SERVER}:8080/").stdout == "200"
+
+
+def test_a_rule_without_ports_is_named_before_anything_changes(client, server):
+    before = server.check_output("nft list table inet firewall")
+    result = converge("rt-server", {"firewall_rules": [{"comment": "web", "proto": "tcp", "ports": [8080]},
+                                                       {"comment": "portless", "proto": "tcp", "ports": []}]})
+    assert result.returncode != 0
+    assert "firewall_rules: every rule but VRRP needs ports; these have none: portless." in result.output, \
+        result.output[-3000:]
+    assert server.check_output("nft list table inet firewall") == before
+    assert curl(client, f"http://{SERVER}:8080/").stdout == "200"
