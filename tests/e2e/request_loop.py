@@ -36,10 +36,12 @@ while time.monotonic() - start < seconds and sent < 2000 and not (stopfile and o
         with urllib.request.urlopen(request, timeout=2, context=context) as resp:
             resp.read()
             ok = resp.status == 200
+            if not ok:  # a 2xx/3xx other than 200 is no page either
+                failures.append({"t": round(t, 3), "error": f"HTTP {resp.status}"})
             slowest = max(slowest, time.monotonic() - start - t)
             who = resp.headers.get("X-Served-By", "")
             served_by[who] = served_by.get(who, 0) + 1
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError) as exc:  # HTTPError (4xx/5xx) is a URLError
         ok = False
         failures.append({"t": round(t, 3), "error": str(exc)[:120]})
     if not ok and outage_start is None:

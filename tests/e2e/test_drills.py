@@ -136,6 +136,52 @@ def test_a_rolling_update_costs_no_request(lab, client, site_url):
     assert figures["failed"] == 0, figures
 
 
+WRITES_TABLE = "e2e_acked_writes"
+ACKED = set()  # ids the write loop saw acknowledged, checked again after every later drill
+
+
+@contextlib.contextmanager
+def write_loop(lab, table, rate=25, max_seconds=300):
+    """Rows written through web1's ProxySQL writer port while the with-block lasts; yields the loop's figures."""
+    web = lab.hosts("proxysql")[0]
+    stopfile = f"/tmp/e2e-stop-writes-{time.monotonic_ns()}"
+    figures = {}
+
+    def run():
+        figures.update(lab.python(web, "write_loop.py", "127.0.0.1", 6034, "wordpress", lab.secret("wordpress_db_password"),
+                                  table, max_seconds, rate, stopfile, timeout=max_seconds + 60))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield figures
+    finally:
+        lab.sh(web, f"touch {stopfile}")
+        thread.join(max_seconds + 90)
+        lab.sh(web, f"rm -f {stopfile}")
+    assert figures, "the write loop returned nothing"
+
+
+def table_ids(lab, db, table):
+    out = lab.sh(db, f"mariadb -N -e 'SELECT id FROM wordpress.{table}'").stdout
+    return {int(x) for x in out.split()}
+
+
+def sql(lab, db, query):
+    return lab.sh(db, f"mariadb -N -B -e \"{query}\"").stdout.strip()
+
+
+def replicates_from(lab, db):
+    out = lab.sh(db, "mariadb -e 'SHOW SLAVE STATUS\\G'").stdout
+    fields = dict(line.strip().split(": ", 1) for line in out.splitlines() if ": " in line)
+    return fields.get("Master_Host"), fields.get("Slave_IO_Running"), fields.get("Slave_SQL_Running")
+
+
+def recap_changes(lab, out, groups=("databases", "proxysql")):
+    hosts = {h for g in groups for h in lab.hosts(g)}
+    return [line for line in out.splitlines() if line.split(" ", 1)[0] in hosts and " changed=" in line]
+
+
 def databases(lab):
     role = {h: lab.hostvars[h].get("mariadb_replication_role", "primary") for h in lab.hosts("databases")}
     return next(h for h in role if role[h] == "primary"), next(h for h in role if role[h] == "replica")
@@ -150,17 +196,6 @@ def publish(lab, client, url, title):
 def rows(lab, db, title):
     out = lab.sh(db, f"mariadb -N -e \"SELECT COUNT(*) FROM wordpress.wp_posts WHERE post_title = '{title}'\"", check=False)
     return int(out.stdout.strip() or -1) if out.returncode == 0 else -1
-
-
-def swapped_inventory(tmp_path, primary, replica):
-    """The inventory change an operator makes after a promotion, as an extra inventory source."""
-    path = tmp_path / "promoted.yml"
-    path.write_text(
-        "all:\n  children:\n    databases:\n      hosts:\n"
-        f"        {primary}: {{mariadb_replication_role: replica}}\n"
-        f"        {replica}: {{mariadb_replication_role: primary}}\n"
-    )
-    return path
 
 
 def read_only_refusal(lab, client, url, title):
@@ -205,10 +240,11 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     lab.wait_until("writes after the freeze", lambda: publish(lab, client, url, f"after the freeze {stamp}").get("status") == "publish",
                    timeout=30, interval=1)
 
-    # 2. The primary stops for good.
-    with request_loop(lab, client, url, interval=0.2) as lost:
+    # 2. The primary dies (docker kill) under a write loop through ProxySQL.
+    with request_loop(lab, client, url, interval=0.2) as lost, write_loop(lab, WRITES_TABLE) as writes:
+        threading.Event().wait(3)
         lost_at = time.monotonic()
-        subprocess.run(["/usr/bin/docker", "stop", "-t", "10", primary], check=True, capture_output=True)
+        subprocess.run(["/usr/bin/docker", "kill", primary], check=True, capture_output=True)
         figures["stopped_after_s"] = round(time.monotonic() - lost_at, 1)
         figures["stop_write_refused"] = read_only_refusal(lab, client, url, f"while the primary is lost {stamp}")
 
@@ -229,8 +265,17 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
             return after.get("status") == "publish"
         lab.wait_until("writes through the site", writes_work, timeout=60, interval=1)
         figures["writes_restored_after_s"] = round(time.monotonic() - lost_at, 1)
+        threading.Event().wait(3)
     figures["stop_loop"] = {k: v for k, v in lost.items() if k != "failures"}
+    figures["write_loop"] = {k: v for k, v in writes.items() if k != "acked"}
+    figures["write_loop"]["acked"] = len(writes["acked"])
+    # Semi-synchronous replication: every write acknowledged before the kill is on the promoted replica.
+    stored = table_ids(lab, replica, WRITES_TABLE)
+    figures["write_loop"]["acked_missing_on_new_primary"] = sorted(set(writes["acked"]) - stored)
     report("drill_stop_primary", figures)
+    ACKED.update(writes["acked"])
+    assert len(writes["acked"]) >= 20 * 5 and writes["failed"] > 0, figures["write_loop"]
+    assert not figures["write_loop"]["acked_missing_on_new_primary"], figures["write_loop"]
 
     # Visitors were served all along: only requests in flight may fail. During
     # a freeze that includes a request one of whose queries took the frozen
@@ -251,30 +296,103 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
         assert rows(lab, replica, title) == 0, title
 
 
-def test_the_lost_primary_rejoins_and_takes_its_role_back(lab, client, site_url, tmp_path):
-    """After the drill above: the operator's way back to the inventory's roles."""
+def test_the_lost_primary_rejoins_with_the_inventory_unchanged(lab, client, site_url):
+    """After the failover above, the routine converge with the inventory as it
+    was (it still names the old primary): nothing acknowledged is lost, the old
+    primary rejoins as a replica by GTID, a second converge changes nothing."""
     url, _ = site_url
     primary, replica = databases(lab)
     subprocess.run(["/usr/bin/docker", "start", primary], check=True, capture_output=True)
     lab.wait_until(f"{primary} to boot", lambda: lab.sh(primary, "systemctl is-system-running", check=False).stdout.strip()
                    in ("running", "degraded"), timeout=120)
-    swapped = swapped_inventory(tmp_path, primary, replica)
+    # Fenced: another server is writable, so mariadb-reopen keeps it read-only and says why.
+    lab.wait_until("mariadb-reopen to decide", lambda: "Stays read-only" in lab.sh(
+        primary, "journalctl -u mariadb-reopen --no-pager -b", check=False).stdout, timeout=60)
+    assert sql(lab, primary, "SELECT @@read_only") == "1"
     figures = {}
-    # The inventory says the old primary is a replica now: the databases
-    # playbook re-seeds it from the new primary and it replicates.
-    figures["rejoin_s"], _ = lab.playbook("databases.yml", inventories=[swapped])
+    figures["rejoin_s"], out = lab.playbook("databases.yml")
+    assert f"{replica} is the live primary" in " ".join(out.split()), out[-3000:]
+    assert replicates_from(lab, primary) == (lab.address(replica), "Yes", "Yes")
+    figures["second_converge_s"], out = lab.playbook("databases.yml")
+    recap = recap_changes(lab, out)
+    assert recap and all(" changed=0 " in line for line in recap), recap
     stamp = int(time.time())
     written = publish(lab, client, url, f"written on the promoted replica {stamp}")
     assert written.get("status") == "publish", written
     lab.wait_until(f"the post on {primary}", lambda: rows(lab, primary, f"written on the promoted replica {stamp}") == 1, timeout=10)
-
-    # A planned promotion back, then the inventory as it was: nothing to change.
-    figures["switchback_s"], _ = lab.playbook("db_promote.yml", "-e", f"db_promote_target={primary}", inventories=[swapped])
-    figures["converge_s"], out = lab.playbook("databases.yml")
+    for db in (primary, replica):
+        missing = ACKED - table_ids(lab, db, WRITES_TABLE)
+        assert not missing, f"{db} lacks acknowledged writes {sorted(missing)[:20]}"
+    figures["acked_rows_checked"] = len(ACKED)
     report("drill_primary_rejoins", figures)
-    recap = [line for line in out.splitlines() if line.startswith(tuple(lab.hosts("databases")))]
+
+
+def test_an_old_primary_that_wrote_alone_is_never_overwritten(lab, tmp_path):
+    """The old primary, cut off, takes a write of its own: the converge refuses
+    before any change, naming it; with the operator's flag the transaction is
+    saved on the control node first and the server rejoins."""
+    primary, replica = databases(lab)  # the inventory's names: replica is the live primary here
+    sql(lab, primary, "STOP SLAVE; RESET SLAVE ALL")
+    sql(lab, primary, f"INSERT INTO wordpress.{WRITES_TABLE} (id, at) VALUES (987654321, 0)")
+    own = sql(lab, primary, "SELECT @@gtid_binlog_pos")
+    _, out = lab.playbook("databases.yml", fails=True)
+    flat = " ".join(out.split())
+    assert f"{primary} holds {own}" in flat and "mariadb_replication_discard_divergent=true" in flat, out[-3000:]
+    recap = recap_changes(lab, out)
     assert recap and all(" changed=0 " in line for line in recap), recap
-    back = publish(lab, client, url, f"after switching back {stamp}")
-    assert back.get("status") == "publish", back
-    lab.wait_until(f"the post on {replica}", lambda: rows(lab, replica, f"after switching back {stamp}") == 1, timeout=10)
-    assert rows(lab, primary, f"written on the promoted replica {stamp}") == 1
+    assert replicates_from(lab, primary)[0] is None and 987654321 in table_ids(lab, primary, WRITES_TABLE)
+
+    saved = tmp_path / "divergent"
+    _, out = lab.playbook("databases.yml", "-e", "mariadb_replication_discard_divergent=true", "-e", f"mariadb_divergent_dir={saved}")
+    files = list(saved.glob(f"{primary}-*.sql"))
+    assert len(files) == 1 and "987654321" in files[0].read_text(), (files, out[-3000:])
+    assert str(files[0]) in " ".join(out.split())
+    assert replicates_from(lab, primary) == (lab.address(replica), "Yes", "Yes")
+    assert 987654321 not in table_ids(lab, primary, WRITES_TABLE)
+    assert not ACKED - table_ids(lab, primary, WRITES_TABLE)
+
+    # A planned promotion back to the inventory's primary, then the routine converge: nothing to change.
+    lab.playbook("db_promote.yml", "-e", f"db_promote_target={primary}")
+    _, out = lab.playbook("databases.yml")
+    recap = recap_changes(lab, out)
+    assert recap and all(" changed=0 " in line for line in recap), recap
+    assert replicates_from(lab, replica) == (lab.address(primary), "Yes", "Yes")
+
+
+def insert_through_proxysql(lab, row_id):
+    web = lab.hosts("proxysql")[0]
+    return lab.sh(web, f"MYSQL_PWD={lab.secret('wordpress_db_password')} mariadb -h 127.0.0.1 -P 6034 -u wordpress wordpress "
+                  f"-e 'INSERT INTO {WRITES_TABLE} (id, at) VALUES ({row_id}, 0)'", check=False, timeout=30).returncode == 0
+
+
+def test_a_restarted_primary_takes_its_writes_back_by_itself(lab):
+    """docker restart of the primary, no failover: writes come back without a
+    playbook. With another database writable, it stays read-only."""
+    primary, replica = databases(lab)
+    figures = {}
+    start = time.monotonic()
+    subprocess.run(["/usr/bin/docker", "restart", "-t", "10", primary], check=True, capture_output=True)
+    row = 900000000
+    lab.wait_until("a write through ProxySQL", lambda: insert_through_proxysql(lab, row), timeout=90, interval=0.5)
+    figures["restart_to_writes_s"] = round(time.monotonic() - start, 1)
+    assert figures["restart_to_writes_s"] < 30, figures
+
+    # Someone made the replica writable meanwhile: the restarted primary stays fenced.
+    sql(lab, replica, "SET GLOBAL read_only = OFF")
+    try:
+        subprocess.run(["/usr/bin/docker", "restart", "-t", "10", primary], check=True, capture_output=True)
+        lab.wait_until("mariadb-reopen to decide", lambda: f"Stays read-only: {replica} is writable" in lab.sh(
+            primary, "journalctl -u mariadb-reopen --no-pager -b", check=False).stdout, timeout=90)
+        assert sql(lab, primary, "SELECT @@read_only") == "1"
+    finally:
+        sql(lab, replica, "SET GLOBAL read_only = ON")
+    lab.sh(primary, "systemctl restart mariadb-reopen")
+    lab.wait_until(f"{primary} writable", lambda: sql(lab, primary, "SELECT @@read_only") == "0", timeout=30)
+    report("drill_restart_primary", figures)
+
+    # The next routine converge changes nothing and every acknowledged write is everywhere.
+    _, out = lab.playbook("databases.yml")
+    recap = recap_changes(lab, out)
+    assert recap and all(" changed=0 " in line for line in recap), recap
+    for db in (primary, replica):
+        assert not (ACKED | {row}) - table_ids(lab, db, WRITES_TABLE), db
