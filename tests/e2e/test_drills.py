@@ -173,7 +173,7 @@ def sql(lab, db, query):
 
 def replicates_from(lab, db):
     out = lab.sh(db, "mariadb -e 'SHOW SLAVE STATUS\\G'").stdout
-    fields = dict(line.strip().split(": ", 1) for line in out.splitlines() if ": " in line)
+    fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line))
     return fields.get("Master_Host"), fields.get("Slave_IO_Running"), fields.get("Slave_SQL_Running")
 
 
