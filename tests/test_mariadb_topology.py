@@ -75,8 +75,11 @@ def test_a_replica_of_another_server_is_repointed():
     ("0-1-5", "0-1-5", []),
     ("0-1-4,0-2-3", "0-1-5,0-2-3", []),
     ("0-1-6", "0-1-5", ["0-1-6"]),
-    ("0-3-1", "0-1-5", ["0-3-1"]),
+    ("0-3-9", "0-1-5", ["0-3-9"]),
     ("0-1-5,1-1-2", "0-1-5", ["1-1-2"]),
+    # A re-seeded server's state is the seed's position alone: older servers' GTIDs came with it.
+    ("0-1-436,0-2-664", "0-2-664", []),
+    ("0-1-700,0-2-664", "0-2-664", ["0-1-700"]),
 ])
 def test_gtids_beyond(state_, reference, beyond):
     assert topology.gtids_beyond(state_, reference) == beyond

@@ -334,7 +334,7 @@ def test_an_old_primary_that_wrote_alone_is_never_overwritten(lab, tmp_path):
     saved on the control node first and the server rejoins."""
     primary, replica = databases(lab)  # the inventory's names: replica is the live primary here
     sql(lab, primary, "STOP SLAVE; RESET SLAVE ALL")
-    sql(lab, primary, f"INSERT INTO wordpress.{WRITES_TABLE} (id, at) VALUES (987654321, 0)")
+    sql(lab, primary, f"REPLACE INTO wordpress.{WRITES_TABLE} (id, at) VALUES (987654321, 0)")
     own = sql(lab, primary, "SELECT @@gtid_binlog_pos")
     _, out = lab.playbook("databases.yml", fails=True)
     flat = " ".join(out.split())

@@ -44,10 +44,22 @@ def gtids_beyond(state, reference):
     """The GTIDs of `state` (a gtid_binlog_state) that `reference` does not hold, as 'd-s-n' strings.
 
     Empty when `state`'s history is a prefix of `reference`'s: every server's
-    last transaction in `state` is also in `reference`.
+    last transaction in `state` is also in `reference`. A server that
+    `reference` has no entry for is held when its seq_no is not above the
+    lowest of `reference`'s domain: a seeded server's state starts at the
+    seed's position (one GTID a domain) and, with gtid_strict_mode, a domain's
+    seq_nos only grow, so everything up to there came with the seed.
     """
     ref = parse_gtids(reference)
-    return [f"{d}-{s}-{n}" for (d, s), n in sorted(parse_gtids(state).items()) if ref.get((d, s), -1) < n]
+    floor = {}
+    for (d, _), n in ref.items():
+        floor[d] = min(n, floor.get(d, n))
+    beyond = []
+    for (d, s), n in sorted(parse_gtids(state).items()):
+        held = ref[(d, s)] >= n if (d, s) in ref else n <= floor.get(d, -1)
+        if not held:
+            beyond.append(f"{d}-{s}-{n}")
+    return beyond
 
 
 def log(message):
