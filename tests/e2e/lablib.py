@@ -125,6 +125,13 @@ class Lab:
         assert proc.returncode == 0, f"{playbook} {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
         return seconds, proc.stdout
 
+    def proxysql_readers(self, web):
+        """{server address: status} of ProxySQL's reader hostgroup on one of its hosts, from its runtime."""
+        reader = self.hostvars[web].get("proxysql_reader_hostgroup", 20)
+        out = self.sh(web, f"MYSQL_PWD={self.secret('proxysql_admin_password')} mariadb -h 127.0.0.1 -P 6032 -u proxyadmin "
+                      f"-N -B -e 'SELECT hostname, status FROM runtime_mysql_servers WHERE hostgroup_id = {reader}'").stdout
+        return dict(line.split("\t") for line in out.splitlines() if line)
+
     def running(self, host):
         proc = docker("inspect", "-f", "{{.State.Running}}", host, check=False)
         return proc.stdout.strip() == "true"

@@ -136,6 +136,39 @@ def test_a_rolling_update_costs_no_request(lab, client, site_url):
     assert figures["failed"] == 0, figures
 
 
+def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab):
+    """STOP SLAVE SQL_THREAD: within 15 s every read through ProxySQL's split
+    port sees a row written since (proxysql-replica-guard takes the replica
+    out of the readers on every web host); START SLAVE: it comes back."""
+    primary, replica = databases(lab)
+    webs = lab.hosts("webservers")  # the proxysql group is the web hosts
+    sql(lab, primary, "CREATE TABLE IF NOT EXISTS wordpress.e2e_guard (id BIGINT PRIMARY KEY)")
+    lab.wait_until("the table on the replica", lambda: "e2e_guard" in sql(lab, replica, "SHOW TABLES FROM wordpress"), timeout=10)
+    row = time.time_ns()
+    reader = (f"MYSQL_PWD={lab.secret('wordpress_db_password')} mariadb -h 127.0.0.1 -P 6033 -u wordpress wordpress "
+              f"-N -B -e 'SELECT COUNT(*) FROM e2e_guard WHERE id = {row}'")
+    figures = {}
+    sql(lab, replica, "STOP SLAVE SQL_THREAD")
+    try:
+        stopped = time.monotonic()
+        sql(lab, primary, f"INSERT INTO wordpress.e2e_guard VALUES ({row})")
+        lab.wait_until("every read through ProxySQL to see the row", lambda: all(
+            lab.sh(web, reader).stdout.strip() == "1" for web in webs for _ in range(5)), timeout=15, interval=0.2)
+        figures["stopped_to_reads_fresh_s"] = round(time.monotonic() - stopped, 1)
+        statuses = {web: lab.proxysql_readers(web).get(lab.address(replica)) for web in webs}
+        figures["replica_status"] = statuses
+        assert set(statuses.values()) == {"OFFLINE_SOFT"}, statuses
+        assert "0" == sql(lab, replica, f"SELECT COUNT(*) FROM wordpress.e2e_guard WHERE id = {row}")
+    finally:
+        sql(lab, replica, "START SLAVE SQL_THREAD")
+    started = time.monotonic()
+    lab.wait_until("the replica back in the readers", lambda: all(
+        lab.proxysql_readers(web).get(lab.address(replica)) == "ONLINE" for web in webs), timeout=20)
+    figures["started_to_back_s"] = round(time.monotonic() - started, 1)
+    report("drill_replica_sql_thread_stopped", figures)
+    assert figures["stopped_to_reads_fresh_s"] < 15, figures
+
+
 WRITES_TABLE = "e2e_acked_writes"
 ACKED = set()  # ids the write loop saw acknowledged, checked again after every later drill
 
@@ -303,12 +336,13 @@ def test_the_lost_primary_rejoins_with_the_inventory_unchanged(lab, client, site
     primary rejoins as a replica by GTID, a second converge changes nothing."""
     url, _ = site_url
     primary, replica = databases(lab)
+    since = time.time()
     subprocess.run(["/usr/bin/docker", "start", primary], check=True, capture_output=True)
     lab.wait_until(f"{primary} to boot", lambda: lab.sh(primary, "systemctl is-system-running", check=False).stdout.strip()
                    in ("running", "degraded"), timeout=120)
     # Fenced: another server is writable, so mariadb-reopen keeps it read-only and says why.
-    lab.wait_until("mariadb-reopen to decide", lambda: "Stays read-only" in lab.sh(
-        primary, "journalctl -u mariadb-reopen --no-pager -b", check=False).stdout, timeout=60)
+    lab.wait_until("mariadb-reopen to decide", lambda: f"Stays read-only: {replica} is writable" in reopen_journal(
+        lab, primary, since), timeout=60)
     assert sql(lab, primary, "SELECT @@read_only") == "1"
     figures = {}
     figures["rejoin_s"], out = lab.playbook("databases.yml")
@@ -362,6 +396,11 @@ def test_an_old_primary_that_wrote_alone_is_never_overwritten(lab, tmp_path):
     assert replicates_from(lab, replica) == (lab.address(primary), "Yes", "Yes")
 
 
+def reopen_journal(lab, db, since):
+    """What mariadb-reopen logged on db since the epoch second `since` (a container's boots share the host's boot id)."""
+    return lab.sh(db, f"journalctl -u mariadb-reopen --no-pager --since @{int(since)}", check=False).stdout
+
+
 def insert_through_proxysql(lab, row_id):
     web = lab.hosts("webservers")[0]  # the proxysql group is the web hosts
     return lab.sh(web, f"MYSQL_PWD={lab.secret('wordpress_db_password')} mariadb -h 127.0.0.1 -P 6034 -u wordpress wordpress "
@@ -383,9 +422,10 @@ def test_a_restarted_primary_takes_its_writes_back_by_itself(lab):
     # Someone made the replica writable meanwhile: the restarted primary stays fenced.
     sql(lab, replica, "SET GLOBAL read_only = OFF")
     try:
+        since = time.time()
         subprocess.run(["/usr/bin/docker", "restart", "-t", "10", primary], check=True, capture_output=True)
-        lab.wait_until("mariadb-reopen to decide", lambda: f"Stays read-only: {replica} is writable" in lab.sh(
-            primary, "journalctl -u mariadb-reopen --no-pager -b", check=False).stdout, timeout=90)
+        lab.wait_until("mariadb-reopen to decide", lambda: f"Stays read-only: {replica} is writable" in reopen_journal(
+            lab, primary, since), timeout=90)
         assert sql(lab, primary, "SELECT @@read_only") == "1"
     finally:
         sql(lab, replica, "SET GLOBAL read_only = ON")

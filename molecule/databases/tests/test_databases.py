@@ -311,18 +311,45 @@ def test_a_lagging_replica_is_shunned_and_comes_back():
            f"(bound 10 s), online {back - caught_up:.1f} s after it caught up; reads fell back to the primary meanwhile")
 
 
-def test_a_replica_that_lost_its_primary_keeps_serving_reads():
-    # An IO thread that cannot reach the primary reports no lag (NULL): kept, not shunned.
-    root_sql(db2, "STOP SLAVE IO_THREAD")
+def test_a_replica_whose_sql_thread_stopped_leaves_the_readers_and_returns():
+    # Its lag is NULL, as when the primary is gone; proxysql-replica-guard tells the two apart.
+    root_sql(db2, "STOP SLAVE SQL_THREAD")
+    stopped = time.monotonic()
     try:
-        assert "Seconds_Behind_Master: NULL" in slave_status(db2)
-        time.sleep(3)
+        out = wait_for("db2 out of the readers", lambda: servers().get((20, DB2)) == "OFFLINE_SOFT", timeout=15)
+        before = served()
+        assert all(proxy_sql("SELECT COUNT(*) FROM seed_proof").rc == 0 for _ in range(10))
+        assert served().get(DB2, 0) == before.get(DB2, 0), "a replica that does not apply served reads"
+        assert "SQL thread not running" in admin_sql(f"SELECT comment FROM mysql_servers WHERE hostname = '{DB2}'")
+    finally:
+        root_sql(db2, "START SLAVE SQL_THREAD")
+    started = time.monotonic()
+    back = wait_for("db2 back in the readers", lambda: servers().get((20, DB2)) == "ONLINE", timeout=15)
+    record(f"replica guard: SQL thread stopped -> out of the readers in {out - stopped:.1f} s; "
+           f"started -> back in {back - started:.1f} s")
+
+
+def test_a_replica_that_lost_its_primary_keeps_serving_reads_and_the_primary_reopens_itself():
+    # The primary's MariaDB stops: the replica's IO thread loses it and reports
+    # no lag (NULL); with no primary answering it keeps serving reads.
+    since = int(time.time())
+    db1.check_output("systemctl stop mariadb")
+    try:
+        wait_for("db2's IO thread to lose db1", lambda: "Slave_IO_Running: Yes" not in slave_status(db2), timeout=30)
+        time.sleep(3)  # the replica guard judges every 2 s
         assert servers().get((20, DB2)) == "ONLINE"
         before = served()
         assert all(proxy_sql("SELECT COUNT(*) FROM seed_proof").rc == 0 for _ in range(10))
         assert served().get(DB2, 0) - before.get(DB2, 0) >= 8
     finally:
-        root_sql(db2, "START SLAVE IO_THREAD")
+        db1.check_output("systemctl start mariadb")
+    # It boots read-only (fencing); mariadb-reopen opens it: db2 answers read-only and holds nothing more.
+    started = time.monotonic()
+    reopened = wait_for("db1 writable again", lambda: root_sql(db1, "SELECT @@read_only").strip() == "0", timeout=60)
+    assert "Opened for writes" in db1.check_output(f"journalctl -u mariadb-reopen --no-pager --since @{since}")
+    writer = wait_for("db1 ProxySQL's writer again", lambda: servers().get((10, DB1)) == "ONLINE", timeout=20)
+    record(f"primary's MariaDB restarted: writable {reopened - started:.1f} s after its start, "
+           f"ProxySQL's writer {writer - started:.1f} s after")
 
 
 def test_proxysql_reads_fall_back_to_the_primary_when_the_replica_stops():

@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""Keep replicas whose replication is broken out of ProxySQL's reader hostgroup.
+
+ProxySQL's own lag check sees Seconds_Behind_Master only, and MariaDB reports
+it as NULL both when a replica's SQL thread stopped (it serves frozen data)
+and when the primary is gone (it serves the last data there is, which is what
+visitors should get). This service tells the two apart every few seconds:
+
+- a replica whose SQL thread does not run is broken;
+- a replica whose IO thread does not run while its primary answers is broken;
+- a replica whose IO thread lost a primary that does not answer is not: with
+  the primary gone it is the freshest copy left.
+
+A broken replica is set OFFLINE_SOFT in the reader hostgroup (no new query;
+reads fall back to the primary or to healthy replicas) with the comment
+"replication broken: ..."; once both threads run again it is set ONLINE and
+ProxySQL's lag check (max_replication_lag) keeps it out until it has caught
+up. Changes are loaded to runtime only, never saved to disk: a ProxySQL
+restart starts from the declared configuration and this service judges again.
+
+Settings: /etc/proxysql-replica-guard.json (admin and monitor accounts, the
+reader hostgroup, the interval). It logs each change to the journal.
+"""
+
+import json
+import sys
+import time
+
+SETTINGS = "/etc/proxysql-replica-guard.json"
+MARK = "replication broken: "
+
+
+def replica_health(settings, address, port):
+    """None when healthy (or not a replica), else why the replica is broken."""
+    import pymysql
+
+    conn = pymysql.connect(host=address, port=port, user=settings["monitor_user"],
+                           password=settings["monitor_password"], connect_timeout=2, read_timeout=3,
+                           cursorclass=pymysql.cursors.DictCursor)
+    with conn.cursor() as cur:
+        cur.execute("SHOW SLAVE STATUS")
+        status = cur.fetchone()
+    conn.close()
+    if not status:
+        return None
+    if status["Slave_SQL_Running"] != "Yes":
+        return f"SQL thread not running ({status.get('Last_SQL_Error') or 'stopped'})"
+    if status["Slave_IO_Running"] != "Yes" and answers(settings, status["Master_Host"], int(status["Master_Port"])):
+        return f"IO thread {status['Slave_IO_Running']} while its primary {status['Master_Host']} answers " \
+               f"({status.get('Last_IO_Error') or 'stopped'})"
+    return None
+
+
+def answers(settings, address, port):
+    import pymysql
+
+    try:
+        pymysql.connect(host=address, port=port, user=settings["monitor_user"], password=settings["monitor_password"],
+                        connect_timeout=1, read_timeout=1).close()
+        return True
+    except pymysql.MySQLError:
+        return False
+
+
+def judge(settings, admin):
+    with admin.cursor() as cur:
+        cur.execute("SELECT hostname, port, status, comment FROM mysql_servers WHERE hostgroup_id = %s",
+                    (settings["reader_hostgroup"],))
+        servers = cur.fetchall()
+    changes = []
+    for hostname, port, status, comment in servers:
+        try:
+            why = replica_health(settings, hostname, int(port))
+        except Exception:  # noqa: BLE001 - a server that does not answer is ProxySQL's own monitor's job
+            continue
+        if why and status == "ONLINE":
+            changes.append((hostname, port, "OFFLINE_SOFT", MARK + why[:80]))
+        elif not why and status == "OFFLINE_SOFT" and comment.startswith(MARK):
+            changes.append((hostname, port, "ONLINE", ""))
+    if changes:
+        with admin.cursor() as cur:
+            for hostname, port, status, comment in changes:
+                cur.execute("UPDATE mysql_servers SET status = %s, comment = %s "
+                            "WHERE hostgroup_id = %s AND hostname = %s AND port = %s",
+                            (status, comment, settings["reader_hostgroup"], hostname, port))
+                print(f"{hostname}:{port} -> {status}" + (f" ({comment})" if comment else " (replicating again)"),
+                      flush=True)
+            cur.execute("LOAD MYSQL SERVERS TO RUNTIME")
+
+
+def main():
+    import pymysql
+
+    with open(SETTINGS, encoding="utf-8") as f:
+        settings = json.load(f)
+    while True:
+        try:
+            admin = pymysql.connect(host="127.0.0.1", port=settings["admin_port"], user=settings["admin_user"],
+                                    password=settings["admin_password"], connect_timeout=2, autocommit=None)
+            try:
+                judge(settings, admin)
+            finally:
+                admin.close()
+        except pymysql.MySQLError as exc:
+            print(f"ProxySQL's admin interface: {exc}", flush=True)
+        time.sleep(settings["interval_seconds"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
