@@ -439,3 +439,21 @@ def test_a_restarted_primary_takes_its_writes_back_by_itself(lab):
     assert recap and all(" changed=0 " in line for line in recap), recap
     for db in (primary, replica):
         assert not (ACKED | {row}) - table_ids(lab, db, WRITES_TABLE), db
+
+
+def test_db_promote_refuses_bad_input_before_any_change(lab):
+    primary, replica = databases(lab)
+    web = lab.hosts("webservers")[0]
+    _, out = lab.playbook("db_promote.yml", "-e", f"db_promote_target={web}", fails=True)
+    assert f"Refusing to promote {web}: name one of {', '.join(lab.hosts('databases'))}" in " ".join(out.split()), out[-2000:]
+    sql(lab, replica, "SET GLOBAL read_only = OFF")
+    try:
+        _, out = lab.playbook("db_promote.yml", "-e", f"db_promote_target={replica}", fails=True)
+        flat = " ".join(out.split())
+        assert "Refusing to promote:" in flat and "are both writable" in flat, out[-2000:]
+        assert all(name in flat.split("Refusing to promote:", 1)[1][:200] for name in (primary, replica)), flat[-2000:]
+    finally:
+        sql(lab, replica, "SET GLOBAL read_only = ON")
+    # Nothing changed: the primary writable, the replica replicating from it.
+    assert sql(lab, primary, "SELECT @@read_only") == "0"
+    assert replicates_from(lab, replica) == (lab.address(primary), "Yes", "Yes")

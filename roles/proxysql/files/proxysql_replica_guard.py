@@ -6,10 +6,10 @@ it as NULL both when a replica's SQL thread stopped (it serves frozen data)
 and when the primary is gone (it serves the last data there is, which is what
 visitors should get). This service tells the two apart every few seconds:
 
-- a replica whose SQL thread does not run is broken;
-- a replica whose IO thread does not run while its primary answers is broken;
-- a replica whose IO thread lost a primary that does not answer is not: with
-  the primary gone it is the freshest copy left.
+- a replica whose SQL or IO thread does not run while its primary answers is
+  broken: it falls further behind a primary that takes writes;
+- a replica whose primary does not answer is not: with the primary gone (or
+  being failed over) it is the freshest copy left.
 
 A broken replica is set OFFLINE_SOFT in the reader hostgroup (no new query;
 reads fall back to the primary or to healthy replicas) with the comment
@@ -41,14 +41,14 @@ def replica_health(settings, address, port):
         cur.execute("SHOW SLAVE STATUS")
         status = cur.fetchone()
     conn.close()
-    if not status:
+    if not status or (status["Slave_SQL_Running"] == "Yes" and status["Slave_IO_Running"] == "Yes"):
+        return None
+    # Behind a primary that is gone (or being failed over), this is the freshest copy there is.
+    if not answers(settings, status["Master_Host"], int(status["Master_Port"])):
         return None
     if status["Slave_SQL_Running"] != "Yes":
         return f"SQL thread not running ({status.get('Last_SQL_Error') or 'stopped'})"
-    if status["Slave_IO_Running"] != "Yes" and answers(settings, status["Master_Host"], int(status["Master_Port"])):
-        return f"IO thread {status['Slave_IO_Running']} while its primary {status['Master_Host']} answers " \
-               f"({status.get('Last_IO_Error') or 'stopped'})"
-    return None
+    return f"IO thread {status['Slave_IO_Running']} ({status.get('Last_IO_Error') or 'stopped'})"
 
 
 def answers(settings, address, port):
@@ -69,9 +69,12 @@ def judge(settings, admin):
         servers = cur.fetchall()
     changes = []
     for hostname, port, status, comment in servers:
+        t = time.monotonic()
         try:
             why = replica_health(settings, hostname, int(port))
-        except Exception:  # noqa: BLE001 - a server that does not answer is ProxySQL's own monitor's job
+        except Exception as exc:  # noqa: BLE001 - a server that does not answer is ProxySQL's own monitor's job
+            if time.monotonic() - t > 5:
+                print(f"{hostname}:{port} took {time.monotonic() - t:.1f} s to fail: {exc}", flush=True)
             continue
         if why and status == "ONLINE":
             changes.append((hostname, port, "OFFLINE_SOFT", MARK + why[:80]))
@@ -94,15 +97,20 @@ def main():
     with open(SETTINGS, encoding="utf-8") as f:
         settings = json.load(f)
     while True:
+        start = time.monotonic()
         try:
             admin = pymysql.connect(host="127.0.0.1", port=settings["admin_port"], user=settings["admin_user"],
-                                    password=settings["admin_password"], connect_timeout=2, autocommit=None)
+                                    password=settings["admin_password"], connect_timeout=2, read_timeout=10,
+                                    write_timeout=10, autocommit=None)
             try:
                 judge(settings, admin)
             finally:
                 admin.close()
         except pymysql.MySQLError as exc:
             print(f"ProxySQL's admin interface: {exc}", flush=True)
+        took = time.monotonic() - start
+        if took > 3 * settings["interval_seconds"]:
+            print(f"One round took {took:.1f} s", flush=True)
         time.sleep(settings["interval_seconds"])
 
 
