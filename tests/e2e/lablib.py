@@ -59,17 +59,24 @@ class Lab:
         ).stdout
         inv = json.loads(out)
         self.hostvars = inv["_meta"]["hostvars"]
-        self.groups = {g: v.get("hosts", []) for g, v in inv.items() if g != "_meta"}
+        self.groups = {g: self._members(inv, g) for g in inv if g != "_meta"}
         anyhost = next(iter(self.hostvars.values()))
         self.vip = anyhost["stack_vip"]
         self.domain = anyhost["stack_domain"]
         self.site = "www." + self.domain
 
+    @classmethod
+    def _members(cls, inv, group):
+        """A group's hosts with its child groups' hosts (proxysql -> webservers), in inventory order."""
+        hosts = list(inv[group].get("hosts", []))
+        for child in inv[group].get("children", []):
+            hosts += [h for h in cls._members(inv, child) if h not in hosts]
+        return hosts
+
     def address(self, host):
         return self.hostvars[host]["stack_address"]
 
     def hosts(self, group):
-        # Children groups (proxysql -> webservers) resolve through ansible-inventory's "children".
         return self.groups.get(group, [])
 
     def secret(self, name):

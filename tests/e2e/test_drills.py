@@ -4,13 +4,13 @@ and the longest outage (artifacts/e2e/<drill>.json). They run in this file's
 order: the database drills last, ending with the lab as the inventory says."""
 
 import contextlib
-import subprocess
 import threading
 import time
 
 import pytest
 
 from conftest import report
+from lablib import docker
 
 LOOP_SECONDS = 20
 LOOP_INTERVAL = 0.1
@@ -62,7 +62,7 @@ def restart_after(lab):
     stopped = []
     yield stopped.append
     for host in stopped:
-        subprocess.run(["/usr/bin/docker", "start", host], check=False, capture_output=True)
+        docker("start", host, check=False)
         lab.wait_until(f"{host} to boot", lambda: lab.sh(host, "systemctl is-system-running", check=False).stdout.strip()
                        in ("running", "degraded"), timeout=120)
 
@@ -74,7 +74,7 @@ def test_stopping_the_active_load_balancer_moves_the_vip(lab, client, site_url, 
 
     def fault():
         restart_after(master)
-        subprocess.run(["/usr/bin/docker", "stop", "-t", "10", master], check=True, capture_output=True)
+        docker("stop", "-t", "10", master, check=True)
 
     figures = loop_during(lab, client, url, fault)
     figures["vip_on_backup"] = holds_vip(lab, backup)
@@ -101,7 +101,7 @@ def test_stopping_a_web_host_costs_no_request(lab, client, site_url, restart_aft
 
     def fault():
         restart_after(web)
-        subprocess.run(["/usr/bin/docker", "stop", "-t", "10", web], check=True, capture_output=True)
+        docker("stop", "-t", "10", web, check=True)
 
     figures = loop_during(lab, client, url, fault)
     report("drill_stop_web1", figures)
@@ -115,7 +115,7 @@ def test_stopping_the_replica_keeps_the_site_serving(lab, client, site_url, rest
 
     def fault():
         restart_after(replica)
-        subprocess.run(["/usr/bin/docker", "stop", "-t", "10", replica], check=True, capture_output=True)
+        docker("stop", "-t", "10", replica, check=True)
 
     figures = loop_during(lab, client, url, fault)
     report("drill_stop_replica", figures)
@@ -141,7 +141,7 @@ def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab)
     port sees a row written since (proxysql-replica-guard takes the replica
     out of the readers on every web host); START SLAVE: it comes back."""
     primary, replica = databases(lab)
-    webs = lab.hosts("webservers")  # the proxysql group is the web hosts
+    webs = lab.hosts("proxysql")
     sql(lab, primary, "CREATE TABLE IF NOT EXISTS wordpress.e2e_guard (id BIGINT PRIMARY KEY)")
     lab.wait_until("the table on the replica", lambda: "e2e_guard" in sql(lab, replica, "SHOW TABLES FROM wordpress"), timeout=10)
     row = time.time_ns()
@@ -176,7 +176,7 @@ ACKED = set()  # ids the write loop saw acknowledged, checked again after every 
 @contextlib.contextmanager
 def write_loop(lab, table, rate=25, max_seconds=300):
     """Rows written through web1's ProxySQL writer port while the with-block lasts; yields the loop's figures."""
-    web = lab.hosts("webservers")[0]  # the proxysql group is the web hosts
+    web = lab.hosts("proxysql")[0]
     stopfile = f"/tmp/e2e-stop-writes-{time.monotonic_ns()}"
     figures = {}
 
@@ -211,8 +211,7 @@ def replicates_from(lab, db):
 
 
 def recap_changes(lab, out, groups=("databases", "proxysql")):
-    # The proxysql group is the web hosts (lab.hosts does not resolve child groups).
-    hosts = {h for g in groups for h in lab.hosts("webservers" if g == "proxysql" else g)}
+    hosts = {h for g in groups for h in lab.hosts(g)}
     return [line for line in out.splitlines() if line.split(" ", 1)[0] in hosts and " changed=" in line]
 
 
@@ -261,13 +260,13 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
 
     # 1. The primary freezes for 20 s (docker pause): nothing answers, nothing closes.
     with request_loop(lab, client, url, interval=0.1) as frozen:
-        subprocess.run(["/usr/bin/docker", "pause", primary], check=True, capture_output=True)
+        docker("pause", primary, check=True)
         try:
             threading.Event().wait(5)
             figures["freeze_write_refused"] = read_only_refusal(lab, client, url, f"while the primary is frozen {stamp}")
             threading.Event().wait(max(0.0, 20 - 5 - figures["freeze_write_refused"]["seconds"]))
         finally:
-            subprocess.run(["/usr/bin/docker", "unpause", primary], check=True, capture_output=True)
+            docker("unpause", primary, check=True)
         threading.Event().wait(3)
     figures["freeze_loop"] = {k: v for k, v in frozen.items() if k != "failures"}
     # Writes work again once it thaws: it was never demoted.
@@ -278,7 +277,7 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     with request_loop(lab, client, url, interval=0.2) as lost, write_loop(lab, WRITES_TABLE) as writes:
         threading.Event().wait(3)
         lost_at = time.monotonic()
-        subprocess.run(["/usr/bin/docker", "kill", primary], check=True, capture_output=True)
+        docker("kill", primary, check=True)
         figures["stopped_after_s"] = round(time.monotonic() - lost_at, 1)
         figures["stop_write_refused"] = read_only_refusal(lab, client, url, f"while the primary is lost {stamp}")
 
@@ -318,7 +317,7 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     assert frozen["sent"] > 150 and frozen["failed"] <= 2, frozen
     assert lost["sent"] > 50 and lost["failed"] <= 1, lost
     # ProxySQL followed by itself: its declared servers never changed.
-    for web in lab.hosts("webservers"):  # the proxysql group is the web hosts
+    for web in lab.hosts("proxysql"):
         declared = lab.sh(web, f"MYSQL_PWD={lab.secret('proxysql_admin_password')} mariadb -h 127.0.0.1 -P 6032 -u proxyadmin "
                           "-N -B -e 'SELECT hostgroup_id, hostname, weight FROM mysql_servers ORDER BY hostname'").stdout.split("\n")
         assert declared[0].split("\t") == ["20", lab.address(primary), "1"], declared
@@ -337,7 +336,7 @@ def test_the_lost_primary_rejoins_with_the_inventory_unchanged(lab, client, site
     url, _ = site_url
     primary, replica = databases(lab)
     since = time.time()
-    subprocess.run(["/usr/bin/docker", "start", primary], check=True, capture_output=True)
+    docker("start", primary, check=True)
     lab.wait_until(f"{primary} to boot", lambda: lab.sh(primary, "systemctl is-system-running", check=False).stdout.strip()
                    in ("running", "degraded"), timeout=120)
     # Fenced: another server is writable, so mariadb-reopen keeps it read-only and says why.
@@ -402,7 +401,7 @@ def reopen_journal(lab, db, since):
 
 
 def insert_through_proxysql(lab, row_id):
-    web = lab.hosts("webservers")[0]  # the proxysql group is the web hosts
+    web = lab.hosts("proxysql")[0]
     return lab.sh(web, f"MYSQL_PWD={lab.secret('wordpress_db_password')} mariadb -h 127.0.0.1 -P 6034 -u wordpress wordpress "
                   f"-e 'INSERT INTO {WRITES_TABLE} (id, at) VALUES ({row_id}, 0)'", check=False, timeout=30).returncode == 0
 
@@ -413,8 +412,8 @@ def test_a_restarted_primary_takes_its_writes_back_by_itself(lab):
     primary, replica = databases(lab)
     figures = {}
     start = time.monotonic()
-    subprocess.run(["/usr/bin/docker", "restart", "-t", "10", primary], check=True, capture_output=True)
-    row = 900000000
+    docker("restart", "-t", "10", primary, check=True)
+    row = 900000000 + time.time_ns() % 10**8  # unique: the table outlives the lab's runs
     lab.wait_until("a write through ProxySQL", lambda: insert_through_proxysql(lab, row), timeout=90, interval=0.5)
     figures["restart_to_writes_s"] = round(time.monotonic() - start, 1)
     assert figures["restart_to_writes_s"] < 30, figures
@@ -423,7 +422,7 @@ def test_a_restarted_primary_takes_its_writes_back_by_itself(lab):
     sql(lab, replica, "SET GLOBAL read_only = OFF")
     try:
         since = time.time()
-        subprocess.run(["/usr/bin/docker", "restart", "-t", "10", primary], check=True, capture_output=True)
+        docker("restart", "-t", "10", primary, check=True)
         lab.wait_until("mariadb-reopen to decide", lambda: f"Stays read-only: {replica} is writable" in reopen_journal(
             lab, primary, since), timeout=90)
         assert sql(lab, primary, "SELECT @@read_only") == "1"
