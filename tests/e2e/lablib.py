@@ -68,8 +68,8 @@ class Lab:
     @classmethod
     def _members(cls, inv, group):
         """A group's hosts with its child groups' hosts (proxysql -> webservers), in inventory order."""
-        hosts = list(inv[group].get("hosts", []))
-        for child in inv[group].get("children", []):
+        hosts = list(inv.get(group, {}).get("hosts", []))
+        for child in inv.get(group, {}).get("children", []):
             hosts += [h for h in cls._members(inv, child) if h not in hosts]
         return hosts
 
