@@ -31,6 +31,15 @@ def test_an_engine_that_cannot_start_is_reported_with_a_fix(tmp_path):
     assert "How to fix:" in proc.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="bin/test runs as root only")
+def test_distros_that_leave_a_scenario_nothing_to_run_is_an_error():
+    # Said before any setup: no engine, venv or image is touched.
+    proc = run(["bash", "bin/test", "common"], env=dict(os.environ, DISTROS="bookworm"))
+    assert proc.returncode != 0
+    assert "DISTROS='bookworm' leaves the scenario 'common' nothing to run: it runs on trixie" in proc.stderr
+    assert "How to fix:" in proc.stderr
+
+
 def proxysql_source(project_root, **env):
     """scripts/lib.sh's proxysql_source, run as if the checkout were project_root."""
     script = f'source "{ROOT}/scripts/lib.sh"; PROJECT_ROOT="{project_root}"; proxysql_source; echo "PROXYSQL_DEB=$PROXYSQL_DEB"'

@@ -135,7 +135,8 @@ class Lab:
     def proxysql_readers(self, web):
         """{server address: status} of ProxySQL's reader hostgroup on one of its hosts, from its runtime."""
         reader = self.hostvars[web].get("proxysql_reader_hostgroup", 20)
-        out = self.sh(web, f"MYSQL_PWD={self.secret('proxysql_admin_password')} mariadb -h 127.0.0.1 -P 6032 -u proxyadmin "
+        user = self.hostvars[web].get("proxysql_admin_user", "proxyadmin")
+        out = self.sh(web, f"MYSQL_PWD={self.secret('proxysql_admin_password')} mariadb -h 127.0.0.1 -P 6032 -u {user} "
                       f"-N -B -e 'SELECT hostname, status FROM runtime_mysql_servers WHERE hostgroup_id = {reader}'").stdout
         return dict(line.split("\t") for line in out.splitlines() if line)
 

@@ -67,32 +67,38 @@ def restart_after(lab):
                        in ("running", "degraded"), timeout=120)
 
 
-def test_stopping_the_active_load_balancer_moves_the_vip(lab, client, site_url, restart_after):
+# How the active balancer goes: a graceful stop (keepalived sends its priority-0
+# advert, bin/bench measures a takeover of ~0.05 s) or a hard kill (the backup
+# waits out the missed adverts, ~0.9 s). Only requests in flight at that
+# moment may fail: urllib opens a new connection per request, and a SYN to the
+# VIP while nobody holds it is answered after TCP's 1 s retransmission, within
+# the loop's 2 s timeout.
+@pytest.mark.parametrize("how, max_failed, max_outage_s", [("stop", 1, 1.0), ("kill", 2, 2.0)])
+def test_losing_the_active_load_balancer_moves_the_vip_and_it_returns(lab, client, site_url, how, max_failed, max_outage_s):
     url, _ = site_url
     master = next(h for h in lab.hosts("loadbalancers") if holds_vip(lab, h))
     backup = next(h for h in lab.hosts("loadbalancers") if h != master)
 
     def fault():
-        restart_after(master)
-        docker("stop", "-t", "10", master, check=True)
+        docker(*(["stop", "-t", "10"] if how == "stop" else ["kill"]), master, check=True)
 
-    figures = loop_during(lab, client, url, fault)
-    figures["vip_on_backup"] = holds_vip(lab, backup)
-    report("drill_stop_active_lb", figures)
+    try:
+        figures = loop_during(lab, client, url, fault)
+        figures["vip_on_backup"] = holds_vip(lab, backup)
+    finally:
+        docker("start", master, check=False)
+    report(f"drill_{how}_active_lb", figures)
     assert figures["vip_on_backup"]
-    # Only requests in flight at the moment of the stop may fail.
-    assert figures["failed"] <= 3, figures
-    assert figures["longest_outage_s"] <= 3.0, figures
-
-
-def test_the_vip_returns_to_the_preferred_master_once_it_is_back(lab):
-    # The drill above restarted the stopped balancer; with preempt (the stack's
-    # default) the VIP moves back to it. Waiting for that here also keeps the
-    # move out of the next drill's request loop.
-    master = lab.hosts("loadbalancers")[0]
-    lab.wait_until(f"the VIP back on {master}", lambda: holds_vip(lab, master), timeout=60)
+    assert figures["sent"] > 150, figures
+    assert figures["failed"] <= max_failed, figures
+    assert figures["longest_outage_s"] <= max_outage_s, figures
+    # With preempt (the stack's default) the VIP moves back to the preferred
+    # master once it is up; waiting for it here also keeps the move out of the
+    # next drill's request loop.
+    preferred = lab.hosts("loadbalancers")[0]
+    lab.wait_until(f"the VIP back on {preferred}", lambda: holds_vip(lab, preferred), timeout=120)
     threading.Event().wait(2)
-    assert [h for h in lab.hosts("loadbalancers") if holds_vip(lab, h)] == [master]
+    assert [h for h in lab.hosts("loadbalancers") if holds_vip(lab, h)] == [preferred]
 
 
 def test_stopping_a_web_host_costs_no_request(lab, client, site_url, restart_after):
