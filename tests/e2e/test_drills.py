@@ -314,6 +314,12 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     report("drill_stop_primary", figures)
     ACKED.update(writes["acked"])
     assert len(writes["acked"]) >= 20 * 5 and writes["failed"] > 0, figures["write_loop"]
+    # At least 20 acknowledged writes a second up to the kill.
+    killed = writes["first_failure"]
+    figures["write_loop"]["acked_per_s_before_kill"] = round(
+        sum(1 for i in writes["acked"] if i < killed["id"]) / max(killed["t"], 0.001), 1)
+    report("drill_stop_primary", figures)
+    assert figures["write_loop"]["acked_per_s_before_kill"] >= 20, figures["write_loop"]
     assert not figures["write_loop"]["acked_missing_on_new_primary"], figures["write_loop"]
 
     # Visitors were served all along: only requests in flight may fail. During
