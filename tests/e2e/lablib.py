@@ -132,13 +132,17 @@ class Lab:
         assert proc.returncode == 0, f"{playbook} {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
         return seconds, proc.stdout
 
+    def proxysql_admin(self, web, query):
+        """Rows (lists of columns) of a query on ProxySQL's admin interface on one of its hosts."""
+        user = self.hostvars[web].get("proxysql_admin_user", "proxyadmin")
+        out = self.sh(web, f"MYSQL_PWD={self.secret('proxysql_admin_password')} mariadb -h 127.0.0.1 -P 6032 -u {user} "
+                      f"-N -B -e '{query}'").stdout
+        return [line.split("\t") for line in out.splitlines() if line]
+
     def proxysql_readers(self, web):
         """{server address: status} of ProxySQL's reader hostgroup on one of its hosts, from its runtime."""
         reader = self.hostvars[web].get("proxysql_reader_hostgroup", 20)
-        user = self.hostvars[web].get("proxysql_admin_user", "proxyadmin")
-        out = self.sh(web, f"MYSQL_PWD={self.secret('proxysql_admin_password')} mariadb -h 127.0.0.1 -P 6032 -u {user} "
-                      f"-N -B -e 'SELECT hostname, status FROM runtime_mysql_servers WHERE hostgroup_id = {reader}'").stdout
-        return dict(line.split("\t") for line in out.splitlines() if line)
+        return dict(self.proxysql_admin(web, f"SELECT hostname, status FROM runtime_mysql_servers WHERE hostgroup_id = {reader}"))
 
     def running(self, host):
         proc = docker("inspect", "-f", "{{.State.Running}}", host, check=False)

@@ -33,24 +33,32 @@ def loop_during(lab, client, url, fault, settle=3.0):
 
 
 @contextlib.contextmanager
-def request_loop(lab, client, url, interval=LOOP_INTERVAL, max_seconds=400):
-    """A request loop for as long as the with-block lasts (at most max_seconds); its figures land in the yielded dict."""
-    stopfile = f"/tmp/e2e-stop-loop-{time.monotonic_ns()}"
+def background_loop(lab, host, script, args, max_seconds, warmup=0.0):
+    """Run one of tests/e2e's bounded loop scripts on host for as long as the
+    with-block lasts (at most max_seconds); `args(stopfile)` gives its
+    arguments. Its figures land in the yielded dict."""
+    stopfile = f"/tmp/e2e-stop-{script.removesuffix('.py')}-{time.monotonic_ns()}"
     figures = {}
 
     def run():
-        figures.update(lab.python(client, "request_loop.py", url, max_seconds, interval, "", stopfile, timeout=max_seconds + 60))
+        figures.update(lab.python(host, script, *args(stopfile), timeout=max_seconds + 60))
 
     thread = threading.Thread(target=run)
     thread.start()
-    threading.Event().wait(2)
+    threading.Event().wait(warmup)
     try:
         yield figures
     finally:
-        lab.sh(client, f"touch {stopfile}")
+        lab.sh(host, f"touch {stopfile}")
         thread.join(max_seconds + 90)
-        lab.sh(client, f"rm -f {stopfile}")
-    assert figures, "the request loop returned nothing"
+        lab.sh(host, f"rm -f {stopfile}")
+    assert figures, f"{script} on {host} returned nothing"
+
+
+def request_loop(lab, client, url, interval=LOOP_INTERVAL, max_seconds=400):
+    """Page views from the client (request_loop.py), started 2 s before the with-block."""
+    return background_loop(lab, client, "request_loop.py", lambda stop: (url, max_seconds, interval, "", stop),
+                           max_seconds, warmup=2)
 
 
 def holds_vip(lab, host):
@@ -179,26 +187,11 @@ WRITES_TABLE = "e2e_acked_writes"
 ACKED = set()  # ids the write loop saw acknowledged, checked again after every later drill
 
 
-@contextlib.contextmanager
 def write_loop(lab, table, rate=25, max_seconds=300):
-    """Rows written through web1's ProxySQL writer port while the with-block lasts; yields the loop's figures."""
-    web = lab.hosts("proxysql")[0]
-    stopfile = f"/tmp/e2e-stop-writes-{time.monotonic_ns()}"
-    figures = {}
-
-    def run():
-        figures.update(lab.python(web, "write_loop.py", "127.0.0.1", 6034, "wordpress", lab.secret("wordpress_db_password"),
-                                  table, max_seconds, rate, stopfile, timeout=max_seconds + 60))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
-        yield figures
-    finally:
-        lab.sh(web, f"touch {stopfile}")
-        thread.join(max_seconds + 90)
-        lab.sh(web, f"rm -f {stopfile}")
-    assert figures, "the write loop returned nothing"
+    """Rows written through the first ProxySQL host's writer port (write_loop.py) while the with-block lasts."""
+    password = lab.secret("wordpress_db_password")
+    return background_loop(lab, lab.hosts("proxysql")[0], "write_loop.py",
+                           lambda stop: ("127.0.0.1", 6034, "wordpress", password, table, max_seconds, rate, stop), max_seconds)
 
 
 def table_ids(lab, db, table):
@@ -330,9 +323,8 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     assert lost["sent"] > 50 and lost["failed"] <= 1, lost
     # ProxySQL followed by itself: its declared servers never changed.
     for web in lab.hosts("proxysql"):
-        declared = lab.sh(web, f"MYSQL_PWD={lab.secret('proxysql_admin_password')} mariadb -h 127.0.0.1 -P 6032 -u proxyadmin "
-                          "-N -B -e 'SELECT hostgroup_id, hostname, weight FROM mysql_servers ORDER BY hostname'").stdout.split("\n")
-        assert declared[0].split("\t") == ["20", lab.address(primary), "1"], declared
+        declared = lab.proxysql_admin(web, "SELECT hostgroup_id, hostname, weight FROM mysql_servers ORDER BY hostname")
+        assert declared[0] == ["20", lab.address(primary), "1"], declared
     # No acknowledged post is lost; the refused ones were never written.
     for title in (f"before losing the primary {stamp}", f"after the freeze {stamp}", f"after the promotion {stamp}"):
         assert rows(lab, replica, title) == 1, title
