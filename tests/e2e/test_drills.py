@@ -80,8 +80,12 @@ def restart_after(lab):
 # waits out the missed adverts, ~0.9 s). Only requests in flight at that
 # moment may fail: urllib opens a new connection per request, and a SYN to the
 # VIP while nobody holds it is answered after TCP's 1 s retransmission, within
-# the loop's 2 s timeout.
-@pytest.mark.parametrize("how, max_failed, max_outage_s", [("stop", 1, 1.0), ("kill", 2, 2.0)])
+# the loop's 2 s timeout. A request the leaving balancer had accepted is lost
+# with its connection (the other balancer has no state for it): a reset, or,
+# once the leaving host no longer holds the VIP to answer from, the loop's 2 s
+# timeout; CI 2026-12-05 saw one such timeout on a graceful stop in each lab.
+# Hence the outage bound: that one timeout plus the loop's interval.
+@pytest.mark.parametrize("how, max_failed, max_outage_s", [("stop", 1, 2.2), ("kill", 2, 2.2)])
 def test_losing_the_active_load_balancer_moves_the_vip_and_it_returns(lab, client, site_url, how, max_failed, max_outage_s):
     url, _ = site_url
     master = next(h for h in lab.hosts("loadbalancers") if holds_vip(lab, h))

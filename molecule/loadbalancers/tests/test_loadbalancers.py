@@ -508,7 +508,9 @@ def test_vip_moves_to_the_backup_when_haproxy_stops_and_preempts_back(host):
     # measured (0 to 2 of 280; CI 2026-11-30: one at the stop, one at the
     # preemption back). More than that would mean a gap, not a reset.
     assert len(failed) <= 2, failed
-    assert all("reset" in str(r.get("error", "")).lower() for r in failed), failed
+    # Lost with its connection: reset by the node that now holds the VIP, or
+    # timed out when the leaving node can no longer answer from it.
+    assert all(any(w in str(r.get("error", "")).lower() for w in ("reset", "timed out")) for r in failed), failed
     assert back_at is not None, "with preempt on, lb1 (priority 150) takes the VIP back"
     time.sleep(1)
     assert not has_vip(lb2)
