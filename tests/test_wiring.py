@@ -132,12 +132,19 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
     assert lb["VRRP from the other balancers"]["sources"] == addresses(inv, "loadbalancers")[1:]
     monitoring = lb["HAProxy stats and metrics from the monitoring networks"]
     assert monitoring["sources"] == hostvars[group_hosts(inv, "loadbalancers")[0]]["stack_monitoring_networks"]
-    assert set(web) == {"HTTP from the load balancers", "uploads sync from the other web hosts"}
+    assert set(web) == {"HTTP from the load balancers", "uploads sync from the other web hosts",
+                        "uploads pulled over SSH by the backup host"}
     assert web["HTTP from the load balancers"]["sources"] == addresses(inv, "loadbalancers")
     assert web["uploads sync from the other web hosts"]["sources"] == addresses(inv, "webservers")[1:]
-    (mariadb,) = db.values()
-    assert set(mariadb["sources"]) == set(addresses(inv, "proxysql") + addresses(inv, "loadbalancers") + addresses(inv, "databases")[1:])
+    assert web["uploads pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")
+    assert set(db) == {"MariaDB from ProxySQL, the balancers and the other databases", "backups pulled over SSH by the backup host"}
+    mariadb = db["MariaDB from ProxySQL, the balancers and the other databases"]
+    assert set(mariadb["sources"]) == set(addresses(inv, "proxysql") + addresses(inv, "loadbalancers")
+                                          + addresses(inv, "databases")[1:] + addresses(inv, "backups"))
     assert mariadb["ports"] == [3306]
+    assert db["backups pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")
+    # The backup host itself takes SSH from the operators only.
+    assert not rules("backups")
     resolver = rules("dns_resolvers")["recursive DNS for the inventory's hosts"]
     assert set(resolver["sources"]) == {v["stack_address"] for v in hostvars.values()}
     assert not rules("dns_authoritative")["authoritative DNS"].get("sources")
