@@ -4,6 +4,7 @@ and the longest outage (artifacts/e2e/<drill>.json). They run in this file's
 order: the database drills last, ending with the lab as the inventory says."""
 
 import contextlib
+import json
 import threading
 import time
 
@@ -177,6 +178,11 @@ def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab)
         figures["replica_status"] = statuses
         assert set(statuses.values()) == {"OFFLINE_SOFT"}, statuses
         assert "0" == sql(lab, replica, f"SELECT COUNT(*) FROM wordpress.e2e_guard WHERE id = {row}")
+        # A full backup meanwhile comes from the primary, and says so.
+        lab.sh(backup_host(lab), "wpha-backup full")
+        full = backup_status(lab)["full"]
+        figures["full_backup_while_no_replica_in_sync"] = full
+        assert full["ok"] and full["source"] == primary and full["why"] == f"the primary {primary}: no replica is in sync", full
     finally:
         sql(lab, replica, "START SLAVE SQL_THREAD")
     started = time.monotonic()
@@ -185,6 +191,23 @@ def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab)
     figures["started_to_back_s"] = round(time.monotonic() - started, 1)
     report("drill_replica_sql_thread_stopped", figures)
     assert figures["stopped_to_reads_fresh_s"] < 15, figures
+
+
+def backup_host(lab):
+    return lab.hosts("backups")[0]
+
+
+def backup_status(lab):
+    """The backup host's status file: each job's last run, result and figures."""
+    return json.loads(lab.sh(backup_host(lab), "wpha-backup status").stdout)
+
+
+def archived_ids(lab, table):
+    """Ids of the rows inserted into wordpress.<table> that the backup host's binlog archive holds."""
+    out = lab.sh(backup_host(lab), "for f in /srv/backups/binlogs/current/*/*.[0-9]*; do "
+                 "mariadb-binlog --base64-output=decode-rows -v \"$f\"; done "
+                 f"| grep -A2 '^### INSERT INTO `wordpress`.`{table}`' | sed -n 's/^###   @1=//p'", timeout=300).stdout
+    return {int(x) for x in out.split()}
 
 
 WRITES_TABLE = "e2e_acked_writes"
@@ -318,6 +341,22 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     report("drill_stop_primary", figures)
     assert figures["write_loop"]["acked_per_s_before_kill"] >= 20, figures["write_loop"]
     assert not figures["write_loop"]["acked_missing_on_new_primary"], figures["write_loop"]
+
+    # The binlog archive on the backup host followed the promotion by itself
+    # and holds every acknowledged write: RPO 0 (the goal is 60 s).
+    archive = {}
+
+    def archive_complete():
+        archive["source"] = backup_status(lab).get("archive", {}).get("source")
+        archive["missing"] = sorted(set(writes["acked"]) - archived_ids(lab, WRITES_TABLE))
+        return archive["source"] == replica and not archive["missing"]
+    try:
+        lab.wait_until("every acknowledged write in the binlog archive", archive_complete, timeout=60, interval=2)
+    finally:
+        figures["binlog_archive"] = {"source": archive.get("source"), "acked": len(writes["acked"]),
+                                     "acked_missing": archive.get("missing", [])[:20],
+                                     "complete_after_kill_s": round(time.monotonic() - lost_at, 1)}
+        report("drill_stop_primary", figures)
 
     # Visitors were served all along: only requests in flight may fail. During
     # a freeze that includes a request one of whose queries took the frozen
@@ -464,3 +503,85 @@ def test_db_promote_refuses_bad_input_before_any_change(lab):
     # Nothing changed: the primary writable, the replica replicating from it.
     assert sql(lab, primary, "SELECT @@read_only") == "0"
     assert replicates_from(lab, replica) == (lab.address(primary), "Yes", "Yes")
+
+
+def test_a_bad_delete_is_undone_by_a_point_in_time_restore(lab, client, site_url):
+    """Publish N posts and an upload, note T, publish M more and another
+    upload, then a bad DELETE of every post: restore.yml to T brings back
+    exactly the N posts and the first upload on every server, the site serves
+    them, and the next routine converge changes nothing."""
+    url, _ = site_url
+    primary, replica = databases(lab)
+    backup = backup_host(lab)
+    webs = lab.hosts("webservers")
+    stamp = int(time.time())
+    uploads = lab.site_root(webs[0]) + "/wp-content/uploads"
+    figures = {}
+
+    def posts(db, kind):
+        return int(sql(lab, db, f"SELECT COUNT(*) FROM wordpress.wp_posts WHERE post_title LIKE 'restore {stamp} {kind} %'"))
+
+    def upload(name):
+        lab.sh(webs[0], f"echo {name} > {uploads}/{name} && chown www-data: {uploads}/{name}")
+        lab.wait_until(f"{name} on every web host", lambda: all(
+            lab.sh(w, f"test -f {uploads}/{name}", check=False).returncode == 0 for w in webs), timeout=30)
+        lab.sh(backup, "wpha-backup uploads")
+
+    before = [publish(lab, client, url, f"restore {stamp} before {i}") for i in range(3)]
+    assert all(p.get("status") == "publish" for p in before), before
+    upload(f"restore-{stamp}-before.txt")
+    lab.wait_until("the posts on the replica", lambda: posts(replica, "before") == 3, timeout=10)
+    threading.Event().wait(1.5)
+    point = lab.sh(backup, "date '+%F %T'").stdout.strip()
+    threading.Event().wait(1.5)
+    after = [publish(lab, client, url, f"restore {stamp} after {i}") for i in range(2)]
+    assert all(p.get("status") == "publish" for p in after), after
+    upload(f"restore-{stamp}-after.txt")
+    # The mistake: it replicates at once.
+    sql(lab, primary, "DELETE FROM wordpress.wp_posts WHERE post_type = 'post'")
+    lab.wait_until("the DELETE on the replica", lambda: posts(replica, "before") == 0, timeout=10)
+
+    # Bad points stop before any change, naming the range available.
+    gtid = sql(lab, primary, "SELECT @@gtid_binlog_pos")
+    for bad, says in (("yesterday", "is neither 'latest'"), ("2099-01-01 00:00:00", "is in the future"),
+                      ("2001-01-01 00:00:00", "is before the oldest full backup")):
+        _, out = lab.playbook("restore.yml", "-e", f"restore_to='{bad}'", fails=True)
+        flat = " ".join(out.split())
+        assert f"Nothing changed: restore_to" in flat and says in flat, flat[-1500:]
+        assert "available:" in flat or "neither" in flat, flat[-1500:]
+    assert sql(lab, primary, "SELECT @@gtid_binlog_pos") == gtid
+
+    figures["restore_s"], out = lab.playbook("restore.yml", "-e", f"restore_to='{point}'")
+    flat = " ".join(out.split())
+    figures["said"] = flat[flat.find("Restored "):][:600]
+    report("drill_point_in_time_restore", figures)
+    assert f"Restored {primary} to {point}" in flat, flat[-3000:]
+    for db in (primary, replica):
+        lab.wait_until(f"the restore on {db}", lambda: posts(db, "before") == 3, timeout=30)
+        assert posts(db, "after") == 0, db
+    assert replicates_from(lab, replica) == (lab.address(primary), "Yes", "Yes")
+    # The site serves them again, through the VIP; the later ones are gone.
+    for post in before:
+        assert f"restore {stamp} before" in lab.sh(client, f"curl -sS --fail '{post['link']}'").stdout
+    for post in after:
+        assert lab.sh(client, f"curl -s -o /dev/null -w '%{{http_code}}' '{post['link']}'").stdout == "404"
+    for web in webs:
+        assert lab.sh(web, f"cat {uploads}/restore-{stamp}-before.txt").stdout.strip() == f"restore-{stamp}-before.txt"
+        assert lab.sh(web, f"test -e {uploads}/restore-{stamp}-after.txt", check=False).returncode != 0
+    assert lab.sh(client, f"curl -sS --fail {url}wp-content/uploads/restore-{stamp}-before.txt").stdout.strip()
+
+    # Writes work, the backups go on from the restored data (a new timeline
+    # with its own full), and the next routine converge changes nothing.
+    assert publish(lab, client, url, f"restore {stamp} next").get("status") == "publish"
+    lab.sh(backup, "wpha-backup verify")
+    status = backup_status(lab)
+    figures["backups_after"] = {job: status[job] for job in ("full", "verify")}
+    report("drill_point_in_time_restore", figures)
+    assert status["full"]["ok"] and status["verify"]["ok"], status
+    _, out = lab.playbook("databases.yml")
+    recap = recap_changes(lab, out)
+    assert recap and all(" changed=0 " in line for line in recap), recap
+    # Every write acknowledged before the restore point survives it; later ones
+    # are gone with the point (ACKED holds only earlier drills' rows).
+    for db in (primary, replica):
+        assert not ACKED or not ACKED - table_ids(lab, db, WRITES_TABLE), db
