@@ -531,6 +531,9 @@ def test_a_bad_delete_is_undone_by_a_point_in_time_restore(lab, client, site_url
     assert all(p.get("status") == "publish" for p in before), before
     upload(f"restore-{stamp}-before.txt")
     lab.wait_until("the posts on the replica", lambda: posts(replica, "before") == 3, timeout=10)
+    # The restore takes a full, an incremental on it and the archive after them.
+    lab.sh(backup, "wpha-backup full && wpha-backup incremental")
+    assert backup_status(lab)["incremental"]["kind"] == "incremental", backup_status(lab)["incremental"]
     threading.Event().wait(1.5)
     point = lab.sh(backup, "date '+%F %T'").stdout.strip()
     threading.Event().wait(1.5)
@@ -541,21 +544,22 @@ def test_a_bad_delete_is_undone_by_a_point_in_time_restore(lab, client, site_url
     sql(lab, primary, "DELETE FROM wordpress.wp_posts WHERE post_type = 'post'")
     lab.wait_until("the DELETE on the replica", lambda: posts(replica, "before") == 0, timeout=10)
 
-    # Bad points stop before any change, naming the range available.
+    # Bad points stop before any change, naming the range available: the
+    # playbook's first step (restore-plan) refuses them.
     gtid = sql(lab, primary, "SELECT @@gtid_binlog_pos")
-    for bad, says in (("yesterday", "is neither 'latest'"), ("2099-01-01 00:00:00", "is in the future"),
-                      ("2001-01-01 00:00:00", "is before the oldest full backup")):
-        _, out = lab.playbook("restore.yml", "-e", f"restore_to='{bad}'", fails=True)
-        flat = " ".join(out.split())
-        assert f"Nothing changed: restore_to" in flat and says in flat, flat[-1500:]
-        assert "available:" in flat or "neither" in flat, flat[-1500:]
+    _, out = lab.playbook("restore.yml", "-e", "restore_to='2099-01-01 00:00:00'", fails=True)
+    flat = " ".join(out.split())
+    assert "Nothing changed: restore_to 2099-01-01 00:00:00 is in the future; available: " in flat, flat[-1500:]
+    for bad, says in (("yesterday", "is neither 'latest'"), ("2001-01-01 00:00:00", "is before the oldest full backup; available: ")):
+        refused = lab.sh(backup, f"wpha-backup restore-plan '{bad}'", check=False)
+        assert refused.returncode == 3 and says in json.loads(refused.stdout)["refused"], refused.stdout
     assert sql(lab, primary, "SELECT @@gtid_binlog_pos") == gtid
 
     figures["restore_s"], out = lab.playbook("restore.yml", "-e", f"restore_to='{point}'")
     flat = " ".join(out.split())
     figures["said"] = flat[flat.find("Restored "):][:600]
     report("drill_point_in_time_restore", figures)
-    assert f"Restored {primary} to {point}" in flat, flat[-3000:]
+    assert f"Restored {primary} to {point}" in flat and "and 1 incremental(s)" in flat, flat[-3000:]
     for db in (primary, replica):
         lab.wait_until(f"the restore on {db}", lambda: posts(db, "before") == 3, timeout=30)
         assert posts(db, "after") == 0, db

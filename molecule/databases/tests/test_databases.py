@@ -6,6 +6,7 @@ Measured figures are printed (pytest -s) and appended to
 artifacts/databases-<distro>.txt at the project root.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -429,6 +430,70 @@ def test_proxysql_keeps_its_configuration_across_restarts(restart):
 
 
 # Last: the promotion changes the topology.
+backup1 = node("dbs-backup1")
+
+
+def backup_status():
+    return json.loads(backup1.check_output("wpha-backup status"))
+
+
+def archived(token):
+    """Whether an INSERT carrying token is in backup1's binlog archive."""
+    return backup1.run("for f in /srv/backups/binlogs/current/*/*.[0-9]*; do mariadb-binlog --base64-output=decode-rows -v $f; done"
+                       f" | grep -q {token}").rc == 0
+
+
+def test_a_full_backup_from_the_replica_restores_into_a_throwaway_server():
+    assert backup1.run("wpha-backup full").rc == 0
+    full = backup_status()["full"]
+    assert full["ok"] and full["source"] == "dbs-db2" and full["why"].startswith("replica dbs-db2 (in sync"), full
+    assert re.fullmatch(r"0-\d+-\d+", full["gtid"]), full
+    # Encrypted at rest: without the password the repository says nothing.
+    assert backup1.run("RESTIC_PASSWORD=wrong restic -r /srv/backups/restic snapshots").rc != 0
+    assert backup1.run("grep -rl 'before the replica existed' /srv/backups/restic").rc != 0
+    # An incremental on it: only the changes since, from the same server.
+    app_sql(DB1, "CREATE TABLE IF NOT EXISTS backup_probe (id INT PRIMARY KEY) ENGINE=InnoDB")
+    app_sql(DB1, "INSERT IGNORE INTO backup_probe SELECT seq FROM seq_1_to_500")
+    assert backup1.run("wpha-backup incremental").rc == 0
+    inc = backup_status()["incremental"]
+    assert inc["ok"] and inc["kind"] == "incremental" and inc["source"] == "dbs-db2", inc
+    assert inc["bytes"] < full["bytes"], (inc, full)
+    app_sql(DB1, "INSERT IGNORE INTO backup_probe SELECT seq FROM seq_501_to_700")
+    # Prepared (the full, then the incremental), the archive replayed on top,
+    # served by a throw-away mariadbd: all 700 rows.
+    assert backup1.run("wpha-backup verify").rc == 0
+    verify = backup_status()["verify"]
+    record(f"restore test: full {full['snapshot']} ({full['bytes']} bytes, {full['seconds']} s), incremental "
+           f"{inc['snapshot']} ({inc['bytes']} bytes), {verify['tables']} tables, {verify['rows']} rows, "
+           f"GTID {verify['gtid']} -> {verify['reached']}")
+    assert verify["ok"] and verify["tables"] >= 3 and verify["rows"] >= 1700, verify
+    assert verify["gtid"] == inc["gtid"] and verify["reached"] != inc["gtid"], verify
+    # The uploads too, from the web host.
+    assert backup1.run("wpha-backup uploads").rc == 0
+    assert backup1.run("restic -r /srv/backups/restic -p /etc/wpha-backup/restic.password dump latest /uploads.tar "
+                       "| tar -xOf - ./2026/12/first.txt").stdout == "uploaded before the first backup\n"
+
+
+def test_the_binlog_archive_follows_a_restarted_primary():
+    token = f"archived{time.time_ns()}"
+    app_sql(DB1, "CREATE TABLE IF NOT EXISTS archive_probe (token VARCHAR(40))")
+    app_sql(DB1, f"INSERT INTO archive_probe VALUES ('{token}-before')")
+    deadline = time.monotonic() + 10
+    while not archived(f"{token}-before") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert archived(f"{token}-before"), "the archive does not stream from the primary"
+    db1.check_output("systemctl restart mariadb")
+    start = time.monotonic()
+    while root_sql(db1, "SELECT @@read_only").strip() != "0" and time.monotonic() < start + 60:
+        time.sleep(0.5)
+    assert app_sql(DB1, f"INSERT INTO archive_probe VALUES ('{token}-after')").rc == 0
+    while not archived(f"{token}-after") and time.monotonic() < start + 60:
+        time.sleep(0.5)
+    record(f"binlog archive: a write after the primary's restart archived {time.monotonic() - start:.1f} s after the restart")
+    assert archived(f"{token}-after")
+    assert backup_status()["archive"]["source"] == "dbs-db1"
+
+
 def test_promotion_refuses_a_replica_that_is_behind():
     root_sql(db2, "STOP SLAVE SQL_THREAD")
     try:
