@@ -126,10 +126,28 @@ def test_a_bad_firewall_rule_is_refused_and_the_loaded_rules_stay(client, server
 
 def test_a_rule_without_ports_is_named_before_anything_changes(client, server):
     before = server.check_output("nft list table inet firewall")
-    result = converge("rt-server", {"firewall_rules": [{"comment": "web", "proto": "tcp", "ports": [8080]},
-                                                       {"comment": "portless", "proto": "tcp", "ports": []}]})
+    result = converge("rt-server", {"firewall_rules": [{"comment": "web", "proto": "tcp", "ports": [8080], "any_source": True},
+                                                       {"comment": "portless", "proto": "tcp", "ports": [], "any_source": True}]})
     assert result.returncode != 0
     assert "firewall_rules: every rule but VRRP needs ports; these have none: portless." in result.output, \
         result.output[-3000:]
+    assert server.check_output("nft list table inet firewall") == before
+    assert curl(client, f"http://{SERVER}:8080/").stdout == "200"
+
+
+def test_a_rule_whose_source_list_came_out_empty_is_named_before_anything_changes(client, server):
+    """An empty list (computed from a group with no other host, say) must not
+    render a rule open to everyone: refused unless the rule says any_source."""
+    before = server.check_output("nft list table inet firewall")
+    result = converge("rt-server", {"firewall_rules": [
+        {"comment": "web", "proto": "tcp", "ports": [8080], "any_source": True},
+        {"comment": "sync from the other web hosts", "proto": "tcp", "ports": [22], "sources": []},
+        {"comment": "no sources at all", "proto": "tcp", "ports": [8081]},
+        {"comment": "VRRP from the other balancers", "proto": "vrrp", "sources": []}]})
+    assert result.returncode != 0
+    flat = " ".join(result.output.split())
+    assert ("firewall_rules: these rules have an empty source list, which would open them to every address: "
+            "sync from the other web hosts, no sources at all, VRRP from the other balancers.") in flat, flat[-3000:]
+    assert "web," not in flat.split("every address: ")[1].split(".")[0]
     assert server.check_output("nft list table inet firewall") == before
     assert curl(client, f"http://{SERVER}:8080/").stdout == "200"
