@@ -96,7 +96,8 @@ def test_the_wiring_names_every_peer_from_the_inventory(root, full_runs, invento
     lbs, webs, dbs = (group_hosts(inv, g) for g in ("loadbalancers", "webservers", "databases"))
     web = run[webs[0]]
     assert web["apache_remoteip_trusted_proxies"] == addresses(inv, "loadbalancers")
-    assert web["uploads_sync_peers"] == addresses(inv, "webservers")[1:]
+    assert [p["address"] for p in web["uploads_sync_peers"]] == addresses(inv, "webservers")[1:]
+    assert [p["name"] for p in web["uploads_sync_peers"]] == webs[1:]
     assert [b["address"] for b in web["proxysql_backends"]] == addresses(inv, "databases")
     lb = run[lbs[0]]
     assert [s["address"] for s in lb["loadbalancers_web_servers"]] == addresses(inv, "webservers")

@@ -1,6 +1,9 @@
 """Log into WordPress and publish a post, as a browser would (python3 stdlib only).
 
     python3 - SITE_URL USER PASSWORD TITLE < wp_publish.py
+    python3 - SITE_URL USER PASSWORD TITLE --in SECONDS    scheduled that much later (status future)
+    python3 - SITE_URL USER PASSWORD TITLE --update ID     post ID gets TITLE
+    python3 - SITE_URL USER PASSWORD TITLE --trash ID      post ID goes to the trash
 
 Runs inside a lab client: logs in through wp-login.php (through the VIP, so
 HAProxy routes it to the admin backend), reads the REST nonce from wp-admin,
@@ -9,6 +12,7 @@ list in wp-admin, and prints JSON with the post's id and link and whether the
 author saw it there; when the site refuses a step, the HTTP status and
 the start of the page it answered with instead."""
 
+import datetime
 import http.cookiejar
 import json
 import re
@@ -18,7 +22,7 @@ import urllib.parse
 import urllib.request
 
 
-def publish(site, user, password, title):
+def publish(site, user, password, title, action=None, arg=None):
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     opener.open(site + "/wp-login.php", timeout=10).read()  # sets the test cookie
@@ -33,14 +37,26 @@ def publish(site, user, password, title):
     nonce = re.search(r'createNonceMiddleware\(\s*"([0-9a-f]+)"', admin) or re.search(r'"nonce":"([0-9a-f]+)"', admin)
     if not nonce:
         return {"error": "no REST nonce on the dashboard"}
+    body = {"title": title, "content": "Published by the end-to-end test.", "status": "publish"}
+    endpoint, method = site + "/wp-json/wp/v2/posts", "POST"
+    if action == "--in":
+        # The site's clock decides: date_gmt is UTC.
+        when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=float(arg))
+        body.update(status="future", date_gmt=when.strftime("%Y-%m-%dT%H:%M:%S"))
+    elif action == "--update":
+        endpoint, body = f"{endpoint}/{int(arg)}", {"title": title}
+    elif action == "--trash":
+        endpoint, method, body = f"{endpoint}/{int(arg)}", "DELETE", None
     req = urllib.request.Request(
-        site + "/wp-json/wp/v2/posts",
-        data=json.dumps({"title": title, "content": "Published by the end-to-end test.", "status": "publish"}).encode(),
+        endpoint,
+        data=json.dumps(body).encode() if body is not None else None,
         headers={"Content-Type": "application/json", "X-WP-Nonce": nonce.group(1)},
-        method="POST",
+        method=method,
     )
     with opener.open(req, timeout=20) as resp:
         post = json.loads(resp.read())
+    if action in ("--update", "--trash"):
+        return {"id": post["id"], "link": post["link"], "status": post["status"]}
     # The author's own view right after: the posts list in wp-admin.
     with opener.open(site + "/wp-admin/edit.php", timeout=20) as resp:
         seen = title in resp.read().decode(errors="replace")
@@ -49,7 +65,7 @@ def publish(site, user, password, title):
 
 site, user, password, title = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3], sys.argv[4]
 try:
-    result = publish(site, user, password, title)
+    result = publish(site, user, password, title, *sys.argv[5:7])
 except urllib.error.HTTPError as exc:
     page = re.sub(r"<[^>]+>|\s+", " ", exc.read().decode(errors="replace")).strip()
     result = {"error": "site refused", "status": exc.code, "url": exc.url, "page": page[:300]}

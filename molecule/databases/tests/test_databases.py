@@ -359,6 +359,11 @@ def test_proxysql_reads_fall_back_to_the_primary_when_the_replica_stops():
     db2.check_output("systemctl stop mariadb")
     try:
         time.sleep(3)
+        # Stopped means stopped: ProxySQL's monitor knocking on 3306 (and a
+        # client on the socket) never starts it again (no socket activation).
+        db2.run("mariadb -e 'SELECT 1'")
+        assert not db2.service("mariadb").is_running
+        assert db2.run("systemctl is-active mariadb.socket").stdout.strip() != "active"
         errors = sum(proxy_sql("SELECT COUNT(*) FROM seed_proof").rc != 0 for _ in range(20))
         record(f"proxysql with the replica stopped: {errors} client errors in 20 reads")
         assert errors == 0

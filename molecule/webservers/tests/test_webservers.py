@@ -324,6 +324,43 @@ def test_sync_key_only_runs_rsync_in_the_uploads_directory(webs):
     )
     assert out.rc != 0
     assert "uid=" not in out.stdout
+    # Refused by rrsync on the peer (after a verified host key and an
+    # accepted key), not by any other SSH failure.
+    assert "SSH_ORIGINAL_COMMAND does not run rsync" in out.stderr, out.stderr
+
+
+def test_a_rebuilt_peer_is_trusted_again_and_sent_every_upload_by_the_next_converge(webs):
+    """A host rebuilt with the same address has new SSH host keys and empty
+    uploads: lsyncd refuses it (strict host keys, never accept-new) until the
+    next converge reads its new key from it; the restart that follows sends it
+    every existing upload, and new ones flow again."""
+    web1, web2 = webs["ws-web1"], webs["ws-web2"]
+    uploads = f"{ROOT}/wp-content/uploads"
+    before, during, after = (f"rebuild-{kind}-{uuid.uuid4().hex[:8]}.txt" for kind in ("before", "during", "after"))
+
+    def on_web2(name, seconds):
+        return web2.run(f"for i in $(seq {seconds * 10}); do test -f {uploads}/{name} && exit 0; sleep 0.1; done; exit 1").rc == 0
+
+    web1.check_output(f"install -o www-data -m 0644 /dev/null {uploads}/{before}")
+    assert on_web2(before, 5)
+    # The rebuild: a new machine has its own host keys, no uploads and no lsyncd yet.
+    web2.check_output("systemctl stop uploads-sync && rm -f /etc/ssh/ssh_host_* && ssh-keygen -A && systemctl restart ssh"
+                      f" && find {uploads} -mindepth 1 -delete")
+    web1.check_output(f"install -o www-data -m 0644 /dev/null {uploads}/{during}")
+    assert not on_web2(during, 4), "a peer whose host key changed must not be trusted before a converge"
+    said = web1.check_output("journalctl -u uploads-sync --since -1min --no-pager -o cat; cat /var/log/lsyncd/uploads-sync.log")
+    assert "Host key verification failed" in said or "IDENTIFICATION HAS CHANGED" in said, said[-2000:]
+
+    playbook = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "playbooks", "webservers.yml")
+    proc = subprocess.run(["ansible-playbook", "-i", INVENTORY, playbook, "--tags", "uploads_sync"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert on_web2(before, 10) and on_web2(during, 1)
+    web1.check_output(f"install -o www-data -m 0644 /dev/null {uploads}/{after}")
+    assert on_web2(after, 5)
+    # Only the peers' own keys are trusted.
+    assert web1.check_output("cat /etc/lsyncd/known_hosts").split() == \
+        [WEB["ws-web2"], *web2.check_output("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2]]
 
 
 INVALID = [
