@@ -265,7 +265,7 @@ def read_only_refusal(lab, client, url, title):
     assert refused.get("status") == 503, refused
     assert "temporarily read-only" in refused.get("page", ""), refused
     # At once: the writer check gives up after wordpress_db_primary_timeout
-    # (0.5 s) and nothing runs the request again (HAProxy, Varnish).
+    # (0.7 s) and nothing runs the request again (HAProxy, Varnish).
     assert refused["seconds"] < 1.0, refused
     return refused
 

@@ -106,9 +106,11 @@ def test_an_author_reads_their_own_post_at_once_while_visitors_read_the_lagging_
                                 "visitors_saw_it_after_catch_up_s": round(time.monotonic() - caught_up, 1)})
 
 
-def test_a_post_whose_web_host_fails_after_writing_is_not_replayed(lab, client, site_url):
-    """HAProxy retries a failed GET on the other web host, never a POST that a
-    web host received: the rows written count the executions."""
+def test_an_application_error_is_never_run_again(lab, client, site_url):
+    """An answer of the application, a 500 too, is final: HAProxy sends
+    neither the POST nor the GET to the other web host (it retries only
+    connections that failed: the web-host drills). The rows written count the
+    executions."""
     url, _ = site_url
     script = (pathlib.Path(__file__).parent / "post_drill.php").read_text()
     primary = next(h for h in lab.hosts("databases") if lab.hostvars[h].get("mariadb_replication_role") == "primary")
@@ -128,10 +130,10 @@ def test_a_post_whose_web_host_fails_after_writing_is_not_replayed(lab, client, 
             executed[method] = int(lab.sh(primary, "mariadb -N -e \"SELECT COUNT(*) FROM wordpress.wp_options "
                                                    f"WHERE option_name LIKE 'wpha_e2e_{token}-{method}_%'\"").stdout)
         report("post_not_replayed", executed)
-        # (Without haproxy_retry_idempotent_only, HAProxy sent such a POST 4 times: 1 + retries.)
-        assert executed["POST"] == 1, executed
-        # The same failure on a GET is retried on the other host: retries are on.
-        assert executed["GET"] >= 2, executed
+        # (With retry-on all-retryable-errors and without haproxy_retry_idempotent_only,
+        # HAProxy sent such a POST 4 times: 1 + retries; the GET was sent 4 times
+        # until 2026-12-05, multiplying PHP's work when the tier is degraded.)
+        assert executed == {"POST": 1, "GET": 1}, executed
     finally:
         for web, path in drops:
             lab.sh(web, f"rm -f {path}", check=False)
