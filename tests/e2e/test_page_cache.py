@@ -108,20 +108,14 @@ def seen_within(lab, what, check, limit, since):
     return round(time.monotonic() - since, 2)
 
 
-def test_a_change_of_a_post_reaches_visitors_at_once_and_a_scheduled_one_on_time(lab, client, site_url):
+def test_a_change_of_a_post_reaches_visitors_at_once(lab, client, site_url):
     """Published, updated, trashed: WordPress invalidates the pages the post
     is on in every balancer's cache (BAN by tag), so each change reaches
-    visitors through the VIP within 2 s, although the pages were cached. A
-    post scheduled 30 s ahead is published by the due-events timer (no page
-    load runs them) and reaches visitors within 10 s of its time, never before."""
+    visitors through the VIP within 2 s, although the pages were cached."""
     url, _ = site_url
     limit = 2.0
     stamp = int(time.time())
     figures = {}
-    scheduled_title = f"e2e scheduled {stamp}"
-    scheduled = wp(lab, client, url, scheduled_title, "--in", 30)
-    due = time.monotonic() + 30
-    assert scheduled.get("status") == "future", scheduled
     assert fetch(lab, client, url)[0] == "200"
     assert fetch(lab, client, url)[1] in ("HIT", "HIT-STALE")  # the front page is in the cache
 
@@ -156,16 +150,30 @@ def test_a_change_of_a_post_reaches_visitors_at_once_and_a_scheduled_one_on_time
     time.sleep(1)
     assert fetch(lab, client, link)[0] == "404"
 
-    # The scheduled post: not before its time, within 10 s after it.
+
+
+def test_a_post_scheduled_a_minute_ahead_reaches_visitors_on_time(lab, client, site_url):
+    """No page load runs WordPress's due events (nothing asks for wp-cron.php):
+    the timer on the web hosts publishes a post scheduled a minute ahead (the
+    shortest WordPress schedules) within one timer interval (10 s) of its time,
+    plus 3 s for the run itself and the ban, never before, and the cached
+    front page shows it at once."""
+    url, _ = site_url
+    interval = int(lab.hostvars[lab.hosts("webservers")[0]].get("wordpress_cron_interval", 10))
+    title = f"e2e scheduled {int(time.time())}"
+    assert fetch(lab, client, url)[0] == "200"
+    scheduled = wp(lab, client, url, title, "--in", 61)
+    due = time.monotonic() + 61
+    assert scheduled.get("status") == "future", scheduled
+    assert fetch(lab, client, url)[1] in ("HIT", "HIT-STALE", "MISS")
     while time.monotonic() < due - 1.5:
-        assert scheduled_title not in fetch(lab, client, url)[2], "a scheduled post was published early"
-        time.sleep(1)
-    lab.wait_until("the scheduled post on the front page", lambda: scheduled_title in fetch(lab, client, url)[2],
-                   timeout=due + 10 + 3 - time.monotonic(), interval=0.2)
-    figures["scheduled_seen_after_its_time_s"] = round(time.monotonic() - due, 2)
-    report("page_cache_purge", figures)
-    assert -1.5 <= figures["scheduled_seen_after_its_time_s"] <= 10, figures
-    # No page load ran them: nothing ever asked for wp-cron.php.
+        assert title not in fetch(lab, client, url)[2], "a scheduled post was published early"
+        time.sleep(2)
+    lab.wait_until("the scheduled post on the front page", lambda: title in fetch(lab, client, url)[2],
+                   timeout=due + interval + 6 - time.monotonic(), interval=0.2)
+    seen = round(time.monotonic() - due, 2)
+    report("scheduled_post", {"seen_after_its_time_s": seen, "timer_interval_s": interval})
+    assert -1.5 <= seen <= interval + 3, seen
     hits = served_by_web_hosts(lab, "wp-cron.php")
     assert hits == 0, f"{hits} requests for wp-cron.php: page loads still spawn WordPress's cron"
 
@@ -198,7 +206,11 @@ def web_tier_stopped(lab):
 def test_visitors_get_cached_pages_while_every_web_host_is_down(lab, client, site_url):
     url, _ = site_url
     bound = cache_bound(lab)
-    assert fetch(lab, client, url)[0] == "200"
+    # A ban still on its way from a change made just before (WordPress sends
+    # it again a second later) would drop the copy this test relies on.
+    time.sleep(1.5)
+    lab.wait_until("the front page in the cache", lambda: fetch(lab, client, url)[1] in ("HIT", "HIT-STALE"),
+                   timeout=10, interval=0.5)
     with web_tier_stopped(lab):
         time.sleep(3)  # HAProxy's checks (2 × 1 s) and the cache's probe see it
         # Past the copy's freshness and grace: only a stale copy can answer.

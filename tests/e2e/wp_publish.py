@@ -17,14 +17,30 @@ import http.cookiejar
 import json
 import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 
+class TimedOpener:
+    """urllib's opener that notes when its last request started."""
+
+    def __init__(self, opener):
+        self.opener, self.started = opener, None
+
+    def open(self, *args, **kwargs):
+        self.started = time.monotonic()
+        return self.opener.open(*args, **kwargs)
+
+
+OPENER = None
+
+
 def publish(site, user, password, title, action=None, arg=None):
+    global OPENER
     jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener = OPENER = TimedOpener(urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar)))
     opener.open(site + "/wp-login.php", timeout=10).read()  # sets the test cookie
     form = urllib.parse.urlencode(
         {"log": user, "pwd": password, "wp-submit": "Log In", "redirect_to": site + "/wp-admin/", "testcookie": "1"}
@@ -68,7 +84,9 @@ try:
     result = publish(site, user, password, title, *sys.argv[5:7])
 except urllib.error.HTTPError as exc:
     page = re.sub(r"<[^>]+>|\s+", " ", exc.read().decode(errors="replace")).strip()
-    result = {"error": "site refused", "status": exc.code, "url": exc.url, "page": page[:300]}
+    # How long the refused request itself took (the read-only page's figure).
+    result = {"error": "site refused", "status": exc.code, "url": exc.url, "page": page[:300],
+              "request_s": round(time.monotonic() - OPENER.started, 3) if OPENER and OPENER.started else None}
 except (urllib.error.URLError, OSError) as exc:
     result = {"error": f"no answer: {exc}", "status": None}
 print(json.dumps(result))
