@@ -109,6 +109,12 @@ class Lab:
         except (IndexError, ValueError):
             raise AssertionError(f"{script} on {host} printed no JSON (exit {proc.returncode}): {proc.stdout}{proc.stderr}")
 
+    def wp_publish(self, client, url, title, *action):
+        """Publish a post as the site's admin from a client (wp_publish.py;
+        action: --in SECONDS, --update ID or --trash ID); its JSON."""
+        user = self.hostvars[self.hosts("webservers")[0]].get("wordpress_admin_user", "admin")
+        return self.python(client, "wp_publish.py", url, user, self.secret("wordpress_admin_password"), title, *action)
+
     def playbook(self, playbook, *args, inventories=(), timeout=900, fails=False):
         """Run one of the project's playbooks against the lab, as an operator would; return (seconds, output).
 

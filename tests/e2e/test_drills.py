@@ -246,11 +246,6 @@ def databases(lab):
     return next(h for h in role if role[h] == "primary"), next(h for h in role if role[h] == "replica")
 
 
-def publish(lab, client, url, title):
-    web = lab.hosts("webservers")[0]
-    user = lab.hostvars[web].get("wordpress_admin_user", "admin")
-    return lab.python(client, "wp_publish.py", url, user, lab.secret("wordpress_admin_password"), title)
-
 
 def rows(lab, db, title):
     out = lab.sh(db, f"mariadb -N -e \"SELECT COUNT(*) FROM wordpress.wp_posts WHERE post_title = '{title}'\"", check=False)
@@ -260,7 +255,7 @@ def rows(lab, db, title):
 def read_only_refusal(lab, client, url, title):
     """Try to publish; return the refusal (the read-only page), timed."""
     start = time.monotonic()
-    refused = publish(lab, client, url, title)
+    refused = lab.wp_publish(client, url, title)
     refused["seconds"] = round(time.monotonic() - start, 2)
     assert refused.get("status") == 503, refused
     assert "temporarily read-only" in refused.get("page", ""), refused
@@ -279,7 +274,7 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     url, _ = site_url
     primary, replica = databases(lab)
     stamp = int(time.time())
-    before = publish(lab, client, url, f"before losing the primary {stamp}")
+    before = lab.wp_publish(client, url, f"before losing the primary {stamp}")
     assert before.get("status") == "publish", before
     lab.wait_until("the post on the replica", lambda: rows(lab, replica, f"before losing the primary {stamp}") == 1, timeout=10)
     figures = {}
@@ -301,7 +296,7 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
         threading.Event().wait(3)
     figures["freeze_loop"] = {k: v for k, v in frozen.items() if k != "failures"}
     # Writes work again once it thaws: it was never demoted.
-    lab.wait_until("writes after the freeze", lambda: publish(lab, client, url, f"after the freeze {stamp}").get("status") == "publish",
+    lab.wait_until("writes after the freeze", lambda: lab.wp_publish(client, url, f"after the freeze {stamp}").get("status") == "publish",
                    timeout=30, interval=1)
 
     # 2. The primary dies (docker kill) under a write loop through ProxySQL.
@@ -325,7 +320,7 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
         after = {}
 
         def writes_work():
-            after.update(publish(lab, client, url, f"after the promotion {stamp}"))
+            after.update(lab.wp_publish(client, url, f"after the promotion {stamp}"))
             return after.get("status") == "publish"
         lab.wait_until("writes through the site", writes_work, timeout=60, interval=1)
         figures["writes_restored_after_s"] = round(time.monotonic() - lost_at, 1)
@@ -403,7 +398,7 @@ def test_the_lost_primary_rejoins_with_the_inventory_unchanged(lab, client, site
     recap = recap_changes(lab, out)
     assert recap and all(" changed=0 " in line for line in recap), recap
     stamp = int(time.time())
-    written = publish(lab, client, url, f"written on the promoted replica {stamp}")
+    written = lab.wp_publish(client, url, f"written on the promoted replica {stamp}")
     assert written.get("status") == "publish", written
     lab.wait_until(f"the post on {primary}", lambda: rows(lab, primary, f"written on the promoted replica {stamp}") == 1, timeout=10)
     for db in (primary, replica):
@@ -534,17 +529,17 @@ def test_a_bad_delete_is_undone_by_a_point_in_time_restore(lab, client, site_url
 
     # The restore uses a full, an incremental on it and the binlog archive
     # after them (the third post is only there).
-    before = [publish(lab, client, url, f"restore {stamp} before {i}") for i in range(2)]
+    before = [lab.wp_publish(client, url, f"restore {stamp} before {i}") for i in range(2)]
     lab.sh(backup, "wpha-backup full && wpha-backup incremental")
     assert backup_status(lab)["incremental"]["kind"] == "incremental", backup_status(lab)["incremental"]
-    before.append(publish(lab, client, url, f"restore {stamp} before 2"))
+    before.append(lab.wp_publish(client, url, f"restore {stamp} before 2"))
     assert all(p.get("status") == "publish" for p in before), before
     upload(f"restore-{stamp}-before.txt")
     lab.wait_until("the posts on the replica", lambda: posts(replica, "before") == 3, timeout=10)
     threading.Event().wait(1.5)
     point = lab.sh(backup, "date '+%F %T'").stdout.strip()
     threading.Event().wait(1.5)
-    after = [publish(lab, client, url, f"restore {stamp} after {i}") for i in range(2)]
+    after = [lab.wp_publish(client, url, f"restore {stamp} after {i}") for i in range(2)]
     assert all(p.get("status") == "publish" for p in after), after
     upload(f"restore-{stamp}-after.txt")
     # The mistake: it replicates at once.
@@ -584,7 +579,7 @@ def test_a_bad_delete_is_undone_by_a_point_in_time_restore(lab, client, site_url
 
     # Writes work, the backups go on from the restored data (a new timeline
     # with its own full), and the next routine converge changes nothing.
-    assert publish(lab, client, url, f"restore {stamp} next").get("status") == "publish"
+    assert lab.wp_publish(client, url, f"restore {stamp} next").get("status") == "publish"
     lab.sh(backup, "wpha-backup verify")
     status = backup_status(lab)
     figures["backups_after"] = {job: status[job] for job in ("full", "verify")}

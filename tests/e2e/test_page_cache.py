@@ -96,12 +96,6 @@ def test_a_response_that_sets_a_cookie_is_never_cached(lab, client, site_url):
             lab.sh(web, f"rm -f {' '.join(lab.site_root(web) + '/' + name for name in scripts)}")
 
 
-def wp(lab, client, url, title, *action):
-    web = lab.hosts("webservers")[0]
-    return lab.python(client, "wp_publish.py", url, lab.hostvars[web].get("wordpress_admin_user", "admin"),
-                      lab.secret("wordpress_admin_password"), title, *action)
-
-
 def seen_within(lab, what, check, limit, since):
     """Poll check() every 0.1 s for up to limit + 3 s; the seconds from since (monotonic) until it held."""
     lab.wait_until(what, check, timeout=limit + 3, interval=0.1)
@@ -120,7 +114,7 @@ def test_a_change_of_a_post_reaches_visitors_at_once(lab, client, site_url):
     assert fetch(lab, client, url)[1] in ("HIT", "HIT-STALE")  # the front page is in the cache
 
     title = f"e2e purge {stamp}"
-    post = wp(lab, client, url, title)
+    post = lab.wp_publish(client, url, title)
     changed = time.monotonic()
     assert post.get("status") == "publish", post
     figures["publish_to_front_page_s"] = seen_within(
@@ -129,7 +123,7 @@ def test_a_change_of_a_post_reaches_visitors_at_once(lab, client, site_url):
     assert fetch(lab, client, link)[0] == "200"
     assert fetch(lab, client, link)[1] in ("HIT", "HIT-STALE")  # its own page is cached too
 
-    updated = wp(lab, client, url, f"{title} updated", "--update", post["id"])
+    updated = lab.wp_publish(client, url, f"{title} updated", "--update", post["id"])
     changed = time.monotonic()
     assert updated.get("status") == "publish", updated
     figures["update_to_post_page_s"] = seen_within(
@@ -137,7 +131,7 @@ def test_a_change_of_a_post_reaches_visitors_at_once(lab, client, site_url):
     figures["update_to_front_page_s"] = seen_within(
         lab, "the new title on the front page", lambda: f"{title} updated" in fetch(lab, client, url)[2], limit, changed)
 
-    trashed = wp(lab, client, url, title, "--trash", post["id"])
+    trashed = lab.wp_publish(client, url, title, "--trash", post["id"])
     changed = time.monotonic()
     assert trashed.get("status") == "trash", trashed
     figures["trash_to_post_page_gone_s"] = seen_within(
@@ -162,7 +156,7 @@ def test_a_post_scheduled_a_minute_ahead_reaches_visitors_on_time(lab, client, s
     interval = int(lab.hostvars[lab.hosts("webservers")[0]].get("wordpress_cron_interval", 10))
     title = f"e2e scheduled {int(time.time())}"
     assert fetch(lab, client, url)[0] == "200"
-    scheduled = wp(lab, client, url, title, "--in", 61)
+    scheduled = lab.wp_publish(client, url, title, "--in", 61)
     due = time.monotonic() + 61
     assert scheduled.get("status") == "future", scheduled
     assert fetch(lab, client, url)[1] in ("HIT", "HIT-STALE", "MISS")

@@ -47,9 +47,7 @@ def test_admin_publishes_a_post_visible_everywhere_and_on_the_replica(lab, clien
     url, _ = site_url
     web = lab.hosts("webservers")[0]
     title = f"e2e post {int(time.time())}"
-    post = lab.python(
-        client, "wp_publish.py", url, lab.hostvars[web].get("wordpress_admin_user", "admin"), lab.secret("wordpress_admin_password"), title
-    )
+    post = lab.wp_publish(client, url, title)
     assert post.get("status") == "publish", post
     # Its row reached the replica, which serves the visitors' reads.
     replica = next(h for h in lab.hosts("databases") if lab.hostvars[h].get("mariadb_replication_role") == "replica")
@@ -86,8 +84,7 @@ def test_an_author_reads_their_own_post_at_once_while_visitors_read_the_lagging_
             lab.proxysql_readers(web).get(lab.address(r)) == "ONLINE" for r in replicas), timeout=20)
         title = f"read your own writes {int(time.time())}"
         start = time.monotonic()
-        post = lab.python(client, "wp_publish.py", url, lab.hostvars[web].get("wordpress_admin_user", "admin"),
-                          lab.secret("wordpress_admin_password"), title)
+        post = lab.wp_publish(client, url, title)
         assert post.get("status") == "publish", post
         # The author, logged in, reads from the primary: the post is in wp-admin at once.
         assert post["seen_in_admin"], post
