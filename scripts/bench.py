@@ -38,6 +38,7 @@ results.md.
 """
 
 import argparse
+import calendar
 import json
 import os
 import pathlib
@@ -158,9 +159,10 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
         lat = re.search(r"Latency\s+([\d.]+)(us|ms|s)\b", out)
         scale = {"us": 0.001, "ms": 1, "s": 1000}[lat.group(2)]
         bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-        errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
+        # Every socket error counts: connect, read, write and timeout.
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
         return {"rps": rps, "latency_ms": round(float(lat.group(1)) * scale, 2),
-                "bad": int(bad.group(1)) if bad else 0, "timeouts": int(errors.group(1)) if errors else 0}
+                "bad": int(bad.group(1)) if bad else 0, "timeouts": sum(map(int, errors.groups())) if errors else 0}
 
     def h2load(self, host, url, headers=()):
         args = " ".join(f"-H '{h}'" for h in headers)
@@ -169,8 +171,11 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
         lat = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out)
         scale = {"us": 0.001, "ms": 1, "s": 1000}[lat.group(2)]
         codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+        # Requests that failed, errored or timed out never got a status code.
+        requests = re.search(r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
         return {"rps": rps, "latency_ms": round(float(lat.group(1)) * scale, 2),
-                "bad": int(codes.group(3)) + int(codes.group(4)), "timeouts": 0}
+                "bad": int(codes.group(3)) + int(codes.group(4)),
+                "timeouts": sum(map(int, requests.groups())) if requests else 0}
 
     def check(self, host, url, headers=(), insecure=False):
         """The page answers 200 before it is measured (a 301 or an error page would measure the wrong thing)."""
@@ -270,6 +275,8 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
         served = next((s for s in after if s[1] == 200 and s[2].startswith(other.split(".")[0])), None)
         return {"fault": how, "takeover_s": round(served[0] - fault, 3) if served else None,
                 "failed_requests": sum(1 for s in after if s[1] != 200),
+                # Once the other balancer answered, every request must succeed.
+                "failed_after_takeover": sum(1 for s in after if served and s[0] > served[0] and s[1] != 200),
                 "requests_after_fault": len(after), "ok_before_fault": all(s[1] == 200 for s in before)}
 
     def takeover(self):
@@ -285,7 +292,8 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
             times = [r["takeover_s"] for r in runs if r["takeover_s"] is not None]
             rows.append({"fault": {"stop": "graceful stop (docker stop)", "kill": "hard kill (docker kill)"}[how],
                          "takeover_s": round(statistics.median(times), 3) if times else None,
-                         "requests_lost": [r["failed_requests"] for r in runs], "runs": [r["takeover_s"] for r in runs]})
+                         "requests_lost": [r["failed_requests"] for r in runs], "runs": [r["takeover_s"] for r in runs],
+                         "failed_after_takeover": sum(r["failed_after_takeover"] for r in runs)})
         return rows
 
     # Converge times and their floor.
@@ -297,9 +305,7 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
             seconds, out = self.lab.playbook(*args, timeout=1800)
             changed = sum(int(n) for n in re.findall(r"changed=(\d+)", out))
             runs.append({"seconds": seconds, "changed": changed})
-        history = ROOT / "artifacts" / self.lab.name / "converges.jsonl"
-        built = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
-        built = [b for b in built if b["changed"] >= 10 * max(1, b["hosts"])]
+        built = self.builds()
         return {
             "hosts": len(hosts),
             "no_change_s": statistics.median(r["seconds"] for r in runs),
@@ -307,6 +313,12 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
             "first_converge": built[-1] if built else None,
             "floor": self.floor(hosts),
         }
+
+    def builds(self):
+        """The converges that built the lab (bin/lab's log of each converge: many changes per host)."""
+        history = ROOT / "artifacts" / self.lab.name / "converges.jsonl"
+        runs = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
+        return [b for b in runs if b["changed"] >= 10 * max(1, b["hosts"])]
 
     def floor(self, hosts):
         """One apt-get install per host, all at once, of what the converge installed there."""
@@ -349,12 +361,18 @@ $table_prefix = '{webvars.get("wordpress_table_prefix", "wp_")}';
         source = "the last e2e drill"
         if not self.short:
             tests = ["tests/e2e/test_drills.py::test_without_the_primary_visitors_read_and_writes_get_the_read_only_page",
-                     "tests/e2e/test_drills.py::test_the_lost_primary_rejoins_and_takes_its_role_back"]
+                     "tests/e2e/test_drills.py::test_the_lost_primary_rejoins_with_the_inventory_unchanged"]
             subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
                            cwd=ROOT, check=True, env={**os.environ, "E2E_REQUIRED": "1"}, timeout=1800)
             source = "measured now"
         if not figures.exists():
             raise SystemExit(f"{figures} is missing: run the drill (pytest tests/e2e/test_drills.py) first")
+        # The drill's figures count only if they were measured on this lab as
+        # it stands: after the converge that built it.
+        built = self.builds()
+        if built and figures.stat().st_mtime < calendar.timegm(time.strptime(built[-1]["date"], "%Y-%m-%dT%H:%M:%SZ")):
+            raise SystemExit(f"no fresh figure of the promotion: {figures} predates the {self.lab.name} lab's build "
+                             f"({built[-1]['date']}); run the drill (pytest tests/e2e/test_drills.py) or bin/bench without --short")
         drill = json.loads(figures.read_text())
         return {"source": source, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(figures.stat().st_mtime)),
                 # The refused request itself (older figures: with starting the client's script).
@@ -379,6 +397,8 @@ def check(data):
                 for r in data.get("throughput", []) if r["bad_answers"]]
     problems += [f"{r['fault']}: the other balancer never answered" for r in data.get("takeover", [])
                  if r["takeover_s"] is None]
+    problems += [f"{r['fault']}: {r['failed_after_takeover']} requests failed after the other balancer answered"
+                 for r in data.get("takeover", []) if r.get("failed_after_takeover")]
     converge = data.get("converge")
     if converge:
         problems += [f"a no-change converge changed {r['changed']} things" for r in converge["no_change_runs"]

@@ -150,6 +150,20 @@ class Lab:
         reader = self.hostvars[web].get("proxysql_reader_hostgroup", 20)
         return dict(self.proxysql_admin(web, f"SELECT hostname, status FROM runtime_mysql_servers WHERE hostgroup_id = {reader}"))
 
+    def proxysql_state(self, web):
+        """What ProxySQL on a web host thinks of the servers now: its runtime
+        servers, the monitor's last read_only and ping results, the pool's
+        connection errors (a refusal's diagnosis)."""
+        queries = {
+            "servers": "SELECT hostgroup_id, hostname, status FROM runtime_mysql_servers ORDER BY hostgroup_id, hostname",
+            "read_only_log": "SELECT hostname, time_start_us, read_only, error FROM monitor.mysql_server_read_only_log "
+                             "ORDER BY time_start_us DESC LIMIT 6",
+            "ping_log": "SELECT hostname, time_start_us, ping_success_time_us, ping_error FROM monitor.mysql_server_ping_log "
+                        "ORDER BY time_start_us DESC LIMIT 6",
+            "pool": "SELECT hostgroup, srv_host, status, ConnERR, ConnOK FROM stats_mysql_connection_pool",
+        }
+        return {name: self.proxysql_admin(web, query) for name, query in queries.items()}
+
     def running(self, host):
         proc = docker("inspect", "-f", "{{.State.Running}}", host, check=False)
         return proc.stdout.strip() == "true"

@@ -11,6 +11,7 @@ import collections
 import json
 import os
 import pathlib
+import re
 import subprocess
 import tempfile
 import time
@@ -152,6 +153,65 @@ def test_backends_see_client_address_and_https(host):
     assert body["peer"] in ("10.213.10.11", "10.213.10.12"), "the backend talks to a load balancer"
     assert body["headers"]["x-forwarded-for"] == CLIENT_IP
     assert body["headers"]["x-forwarded-proto"] == "https"
+
+
+# ---------------------------------------------------------------- layer 4
+
+
+def l4(host, port, n):
+    """n HTTPS requests through a layer-4 listener of the VIP, each on its own
+    connection: [(the CN of the certificate the client got, the JSON answer)]."""
+    request = f"GET / HTTP/1.1\\r\\nHost: {SITE}\\r\\nConnection: close\\r\\n\\r\\n"
+    out = host.check_output(
+        f"for i in $(seq {n}); do printf '{request}' | timeout 10 openssl s_client -quiet "
+        f"-connect {VIP}:{port} -servername {SITE} 2>&1; echo; echo '--'; done")
+    answers = []
+    for chunk in out.split("\n--\n"):
+        cn = re.search(r"depth=0 CN\s*=\s*(\S+)", chunk)
+        body = next((line for line in chunk.splitlines() if line.startswith("{")), None)
+        if cn or body:
+            answers.append((cn.group(1) if cn else None, json.loads(body) if body else None))
+    return answers
+
+
+def test_layer4_passes_tls_through_to_each_backend_round_robin_with_the_client_address(host):
+    answers = l4(host, 9443, 20)
+    count = collections.Counter(body["server"] for _, body in answers if body)
+    report(f"layer 4 (TLS passthrough, roundrobin), 20 connections: {dict(count)}")
+    assert len(answers) == 20 and all(body for _, body in answers), answers
+    # TLS ended on the backend itself: the certificate is the one that answered.
+    assert all(cn == body["server"] for cn, body in answers), answers
+    assert count == {"lbs-web1": 10, "lbs-web2": 10}
+    # The connection came from a balancer; the client's own address came in
+    # the PROXY protocol header, and no HTTP header was added on the way.
+    assert {body["peer"] for _, body in answers} <= {"10.213.10.11", "10.213.10.12"}
+    assert {body["proxy_peer"] for _, body in answers} == {CLIENT_IP}
+    assert not any("x-forwarded-for" in body["headers"] for _, body in answers)
+
+
+def test_layer4_source_persistence_keeps_a_client_on_one_backend(host):
+    count = collections.Counter(body["server"] for _, body in l4(host, 9444, 20) if body)
+    report(f"layer 4, stick on src (leastconn), 20 connections: {dict(count)}")
+    assert len(count) == 1 and sum(count.values()) == 20
+
+
+def test_layer4_check_takes_a_failed_backend_out_and_back(host):
+    web1.check_output("systemctl stop echo@8080")
+    try:
+        deadline = time.time() + 10
+        while not server_status(host, "passthrough", "web1").startswith("DOWN") and time.time() < deadline:
+            time.sleep(0.2)
+        assert server_status(host, "passthrough", "web1").startswith("DOWN")
+        count = collections.Counter(body["server"] for _, body in l4(host, 9443, 6) if body)
+        assert count == {"lbs-web2": 6}, count
+    finally:
+        web1.check_output("systemctl start echo@8080")
+    deadline = time.time() + 15
+    while server_status(host, "passthrough", "web1") != "UP" and time.time() < deadline:
+        time.sleep(0.3)
+    count = collections.Counter(body["server"] for _, body in l4(host, 9443, 6) if body)
+    report(f"layer 4, web1's check port stopped: its HTTP check took it out; started again: {dict(count)}")
+    assert count == {"lbs-web1": 3, "lbs-web2": 3}, count
 
 
 def test_client_supplied_forwarding_headers_never_reach_the_backends(host):
