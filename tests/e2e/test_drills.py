@@ -278,10 +278,12 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     before = {}
 
     # The drill starts from a stack that takes writes. The drill before this
-    # one ends with a full backup taken on the primary; on a loaded machine
-    # ProxySQL's monitor may have timed out on it meanwhile (it then assumes
-    # read_only until its next check, about a second later: seen once in CI
-    # on the VM-like lab). Each refusal is recorded with ProxySQL's view.
+    # one stops the replica's SQL thread and takes a full backup on the
+    # primary: on a loaded machine ProxySQL's monitor may time out on it and
+    # assume read_only until its next check, about a second later. (CI saw
+    # this step refused once on the VM-like lab, then traced to the replica
+    # guard's reload emptying the writer hostgroup: fixed, and the databases
+    # scenario checks it.) Each refusal is recorded with ProxySQL's view.
     def writable():
         before.clear()
         before.update(lab.wp_publish(client, url, f"before losing the primary {stamp}"))

@@ -313,12 +313,21 @@ def test_a_lagging_replica_is_shunned_and_comes_back():
            f"(bound 10 s), online {back - caught_up:.1f} s after it caught up; reads fell back to the primary meanwhile")
 
 
+def writer_removals():
+    """How often ProxySQL has taken a server out of the writer hostgroup (its log)."""
+    return int(app1.run("grep -c 'Removed server at address [0-9]*, hostgroup 10,' /var/lib/proxysql/proxysql.log").stdout.strip() or 0)
+
+
 def test_a_replica_whose_sql_thread_stopped_leaves_the_readers_and_returns():
     # Its lag is NULL, as when the primary is gone; proxysql-replica-guard tells the two apart.
+    # Each of its changes loads the servers to runtime; the writer the monitor
+    # placed stays in its hostgroup meanwhile, so writes never miss it.
+    removals = writer_removals()
     root_sql(db2, "STOP SLAVE SQL_THREAD")
     stopped = time.monotonic()
     try:
         out = wait_for("db2 out of the readers", lambda: servers().get((20, DB2)) == "OFFLINE_SOFT", timeout=15)
+        assert proxy_sql("INSERT INTO split_probe (v) VALUES (6)", port=6034).rc == 0
         before = served()
         assert all(proxy_sql("SELECT COUNT(*) FROM seed_proof").rc == 0 for _ in range(10))
         assert served().get(DB2, 0) == before.get(DB2, 0), "a replica that does not apply served reads"
@@ -327,8 +336,12 @@ def test_a_replica_whose_sql_thread_stopped_leaves_the_readers_and_returns():
         root_sql(db2, "START SLAVE SQL_THREAD")
     started = time.monotonic()
     back = wait_for("db2 back in the readers", lambda: servers().get((20, DB2)) == "ONLINE", timeout=15)
+    assert proxy_sql("INSERT INTO split_probe (v) VALUES (7)", port=6034).rc == 0
     record(f"replica guard: SQL thread stopped -> out of the readers in {out - stopped:.1f} s; "
-           f"started -> back in {back - started:.1f} s")
+           f"started -> back in {back - started:.1f} s; the writer taken out meanwhile {writer_removals() - removals} times")
+    assert writer_removals() == removals, "loading the guard's change took the writer out of its hostgroup"
+    # The declared servers are as the role wrote them: readers only.
+    assert admin_sql("SELECT COUNT(*) FROM mysql_servers WHERE hostgroup_id = 10").strip() == "0"
 
 
 def test_a_replica_that_lost_its_primary_keeps_serving_reads_and_the_primary_reopens_itself():

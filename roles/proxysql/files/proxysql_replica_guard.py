@@ -88,7 +88,19 @@ def judge(settings, admin):
                             (status, comment, settings["reader_hostgroup"], hostname, port))
                 print(f"{hostname}:{port} -> {status}" + (f" ({comment})" if comment else " (replicating again)"),
                       flush=True)
+            # The monitor puts the writable server in the writer hostgroup at
+            # runtime only: loading the declared servers alone would take it
+            # out (OFFLINE_HARD) until the monitor's next read_only check, a
+            # second in which no write finds a server (the site's read-only
+            # page). Its runtime row goes along with the load, and the declared
+            # configuration is left as it was.
+            cur.execute("INSERT OR REPLACE INTO mysql_servers (hostgroup_id, hostname, port, gtid_port, status, weight, "
+                        "compression, max_connections, max_replication_lag, use_ssl, max_latency_ms, comment) "
+                        "SELECT hostgroup_id, hostname, port, gtid_port, status, weight, compression, max_connections, "
+                        "max_replication_lag, use_ssl, max_latency_ms, comment FROM runtime_mysql_servers "
+                        "WHERE hostgroup_id = %s", (settings["writer_hostgroup"],))
             cur.execute("LOAD MYSQL SERVERS TO RUNTIME")
+            cur.execute("DELETE FROM mysql_servers WHERE hostgroup_id = %s", (settings["writer_hostgroup"],))
 
 
 def main():
