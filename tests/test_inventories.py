@@ -99,4 +99,5 @@ def test_settings_files_match_except_names_addresses_and_lab_only_files(producti
     for name in lab_only:
         assert set(load(lab[name])) <= {
             "common_packages_extra", "stack_lab_ca_enabled", "lab_ca_dir", "wordpress_config_extra",
+            "lab_alert_receiver_enabled", "alertmanager_webhooks", "alertmanager_emails",
         }, name

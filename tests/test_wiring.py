@@ -44,6 +44,7 @@ WIRING = [
     "bind9_allow_recursion",
     "firewall_rules",
     "firewall_ssh_sources",
+    "prometheus_scrape_jobs",
 ]
 
 
@@ -80,7 +81,7 @@ def full_runs(root, venv_bin, tmp_path_factory):
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
-@pytest.mark.parametrize("group", ["loadbalancers", "webservers", "databases", "dns_authoritative", "dns_resolvers"])
+@pytest.mark.parametrize("group", ["loadbalancers", "webservers", "databases", "dns_authoritative", "dns_resolvers", "monitoring"])
 def test_a_limited_run_renders_what_a_full_run_renders(root, venv_bin, ansible_env, tmp_path, full_runs, inventory, group):
     inv = inventory_hosts(root, inventory)
     host = group_hosts(inv, group)[0]
@@ -115,6 +116,10 @@ def test_the_wiring_names_every_peer_from_the_inventory(root, full_runs, invento
         fqdn = host if "." in host else f"{host}.{domain}"
         if fqdn.endswith("." + domain):
             assert (fqdn + ".", hv["stack_address"]) in records, host
+    # Prometheus scrapes every balancer and database at the address its exporter listens on.
+    jobs = {j["job"]: j["targets"] for j in run[group_hosts(inv, "monitoring")[0]]["prometheus_scrape_jobs"]}
+    assert jobs["haproxy"] == [{"name": h, "address": f"{a}:8405"} for h, a in zip(lbs, addresses(inv, "loadbalancers"))]
+    assert jobs["mysqld"] == [{"name": h, "address": f"{a}:9104"} for h, a in zip(dbs, addresses(inv, "databases"))]
     # Name servers are named once, fully qualified, whatever the inventory's names.
     for ns in site_zone["nameservers"]:
         assert ns.endswith("." + domain + ".") and ns.count("." + domain) == 1, ns
@@ -136,14 +141,20 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
             assert rule.get("sources") or rule.get("any_source") is True, (host, rule)
     assert lb["the site"]["any_source"] is True and lb["the site"]["ports"] == [80, 443]
     assert lb["VRRP from the other balancers"]["sources"] == addresses(inv, "loadbalancers")[1:]
-    monitoring = lb["HAProxy stats and metrics from the monitoring networks"]
-    assert monitoring["sources"] == hostvars[group_hosts(inv, "loadbalancers")[0]]["stack_monitoring_networks"]
+    # The monitoring networks and the monitoring group's hosts scrape the exporters.
+    scrapers = hostvars[group_hosts(inv, "loadbalancers")[0]]["stack_monitoring_networks"] + addresses(inv, "monitoring")
+    assert addresses(inv, "monitoring") and lb["HAProxy stats and metrics from the monitoring networks"]["sources"] == scrapers
     assert set(web) == {"HTTP from the load balancers", "uploads sync from the other web hosts",
                         "uploads pulled over SSH by the backup host"}
     assert web["HTTP from the load balancers"]["sources"] == addresses(inv, "loadbalancers")
     assert web["uploads sync from the other web hosts"]["sources"] == addresses(inv, "webservers")[1:]
     assert web["uploads pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")
-    assert set(db) == {"MariaDB from ProxySQL, the balancers and the other databases", "backups pulled over SSH by the backup host"}
+    assert set(db) == {"MariaDB from ProxySQL, the balancers and the other databases", "backups pulled over SSH by the backup host",
+                       "MariaDB metrics for the monitoring hosts"}
+    assert db["MariaDB metrics for the monitoring hosts"] == {
+        "comment": "MariaDB metrics for the monitoring hosts", "proto": "tcp", "ports": [9104], "sources": scrapers}
+    # The monitoring host opens nothing but SSH: its pages are on its loopback.
+    assert rules("monitoring") == {}
     mariadb = db["MariaDB from ProxySQL, the balancers and the other databases"]
     assert set(mariadb["sources"]) == set(addresses(inv, "proxysql") + addresses(inv, "loadbalancers")
                                           + addresses(inv, "databases")[1:] + addresses(inv, "backups"))

@@ -1,0 +1,127 @@
+"""Monitoring (playbooks/monitoring.yml): Prometheus on the monitoring host
+scrapes every balancer and database, and the faults its alerts name reach
+the operators' receiver (the lab's webhook receiver, role lab_alert_receiver)
+within a minute, then resolve once the fault is gone. The figures (fault to
+notification, repair to resolved) land in artifacts/e2e/alerts.json."""
+
+import json
+import time
+
+import yaml
+
+from conftest import report
+from lablib import ROOT
+
+RULES = ROOT / "roles/prometheus/files/rules/wordpress-ha.yml"
+
+
+def monitoring_host(lab):
+    return lab.hosts("monitoring")[0]
+
+
+def prometheus(lab, path):
+    out = lab.sh(monitoring_host(lab), f"curl -sS --fail --max-time 10 'http://127.0.0.1:9090{path}'").stdout
+    return json.loads(out)["data"]
+
+
+def active_alerts(lab):
+    """Alerts Prometheus has pending or firing, as (name, state, labels)."""
+    return [(a["labels"]["alertname"], a["state"], a["labels"]) for a in prometheus(lab, "/api/v1/alerts")["alerts"]]
+
+
+def notifications(lab, since):
+    """Every alert the receiver was told about since `since` (epoch s): (received, status, labels)."""
+    receiver_file = lab.hostvars[monitoring_host(lab)].get(
+        "lab_alert_receiver_file", "/var/lib/lab-alert-receiver/notifications.jsonl")
+    out = lab.sh(monitoring_host(lab), f"cat {receiver_file} 2>/dev/null || true").stdout
+    seen = []
+    for line in out.splitlines():
+        note = json.loads(line)
+        if note["received"] >= since:
+            seen += [(note["received"], alert["status"], alert["labels"]) for alert in note["alerts"]]
+    return seen
+
+
+def sql(lab, db, query):
+    return lab.sh(db, f"mariadb -N -B -e \"{query}\"").stdout.strip()
+
+
+def test_prometheus_scrapes_every_exporter_and_loads_every_rule(lab):
+    targets = prometheus(lab, "/api/v1/targets")["activeTargets"]
+    by_job = {}
+    for target in targets:
+        by_job.setdefault(target["labels"]["job"], {})[target["labels"]["instance"]] = target["health"]
+    assert by_job.get("haproxy") == {lb: "up" for lb in lab.hosts("loadbalancers")}, by_job
+    assert by_job.get("mysqld") == {db: "up" for db in lab.hosts("databases")}, by_job
+    assert set(by_job) == {"haproxy", "mysqld", "alertmanager", "prometheus"}, by_job
+    assert all(health == "up" for job in by_job.values() for health in job.values()), by_job
+    loaded = {r["name"] for g in prometheus(lab, "/api/v1/rules")["groups"] for r in g["rules"]}
+    declared = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    assert loaded == declared
+
+
+def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(lab):
+    """Three faults at once: the replica's SQL thread stopped, a web host's
+    Apache stopped, the primary set read-only (the site is read-only, as
+    after a primary that restarted alone). Each fires its alert and nothing
+    else fires; each resolves after the repair; nothing is left firing."""
+    dbs = lab.hosts("databases")
+    writable = [db for db in dbs if sql(lab, db, "SELECT @@read_only") == "0"]
+    assert len(writable) == 1, writable
+    primary, replica = writable[0], next(db for db in dbs if db not in writable)
+    web = lab.hosts("webservers")[0]
+    # A healthy stack fires nothing (earlier drills' alerts have resolved).
+    lab.wait_until("no alert pending or firing", lambda: not active_alerts(lab), timeout=120, interval=2)
+
+    expected = {
+        ("ReplicationStopped", replica): None,
+        ("NoWritablePrimary", None): None,
+        **{("WebBackendDown", lb): None for lb in lab.hosts("loadbalancers")},
+    }
+    start = time.time()
+    try:
+        sql(lab, replica, "STOP SLAVE SQL_THREAD")
+        lab.sh(web, "systemctl stop apache2")
+        sql(lab, primary, "SET GLOBAL read_only = ON")
+        fault = time.time()
+
+        def fired():
+            for received, status, labels in notifications(lab, start):
+                key = (labels["alertname"], labels.get("instance"))
+                if status == "firing" and key in expected and expected[key] is None:
+                    expected[key] = round(received - fault, 1)
+            return all(v is not None for v in expected.values())
+        lab.wait_until("every fault's alert at the receiver", fired, timeout=120, interval=1)
+    finally:
+        sql(lab, primary, "SET GLOBAL read_only = OFF")
+        lab.sh(web, "systemctl start apache2")
+        sql(lab, replica, "START SLAVE SQL_THREAD")
+    repair = time.time()
+    figures = {"fault_to_notification_s": {f"{name} {instance or ''}".strip(): s for (name, instance), s in expected.items()}}
+    report("alerts", figures)
+    fired_names = {labels["alertname"] for _, status, labels in notifications(lab, start) if status == "firing"}
+    assert fired_names == {name for name, _ in expected}, f"alerts that fired besides the faults': {fired_names}"
+    assert all(seconds <= 60 for seconds in expected.values()), figures
+
+    resolved = {}
+
+    def all_resolved():
+        for received, status, labels in notifications(lab, repair):
+            key = (labels["alertname"], labels.get("instance"))
+            if status == "resolved" and key in expected:
+                resolved.setdefault(key, round(received - repair, 1))
+        return set(resolved) == set(expected)
+    lab.wait_until("every alert resolved at the receiver", all_resolved, timeout=120, interval=1)
+    figures["repair_to_resolved_s"] = {f"{name} {instance or ''}".strip(): s for (name, instance), s in resolved.items()}
+    report("alerts", figures)
+    lab.wait_until("nothing pending or firing", lambda: not active_alerts(lab), timeout=60, interval=2)
+
+
+def test_a_receiver_that_is_no_url_is_refused_before_any_change(lab):
+    mon = monitoring_host(lab)
+    before = lab.sh(mon, "sha256sum /etc/prometheus/alertmanager.yml").stdout
+    _, out = lab.playbook("monitoring.yml", "--limit", mon, "-e", '{"alertmanager_webhooks": ["hooks.example.test/alerts"]}', fails=True)
+    flat = " ".join(out.split())
+    assert "alertmanager_webhooks: 'hooks.example.test/alerts' is not an http(s) URL. Nothing was changed." in flat, flat[-2000:]
+    assert lab.sh(mon, "sha256sum /etc/prometheus/alertmanager.yml").stdout == before
+    assert lab.sh(mon, "systemctl is-active prometheus-alertmanager prometheus").stdout.split() == ["active", "active"]
