@@ -120,6 +120,7 @@ def test_the_wiring_names_every_peer_from_the_inventory(root, full_runs, invento
     jobs = {j["job"]: j["targets"] for j in run[group_hosts(inv, "monitoring")[0]]["prometheus_scrape_jobs"]}
     assert jobs["haproxy"] == [{"name": h, "address": f"{a}:8405"} for h, a in zip(lbs, addresses(inv, "loadbalancers"))]
     assert jobs["mysqld"] == [{"name": h, "address": f"{a}:9104"} for h, a in zip(dbs, addresses(inv, "databases"))]
+    assert jobs["node"] == [{"name": h, "address": f"{a}:9100"} for h, a in zip(group_hosts(inv, "backups"), addresses(inv, "backups"))]
     # Name servers are named once, fully qualified, whatever the inventory's names.
     for ns in site_zone["nameservers"]:
         assert ns.endswith("." + domain + ".") and ns.count("." + domain) == 1, ns
@@ -153,6 +154,8 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
                        "MariaDB metrics for the monitoring hosts"}
     assert db["MariaDB metrics for the monitoring hosts"] == {
         "comment": "MariaDB metrics for the monitoring hosts", "proto": "tcp", "ports": [9104], "sources": scrapers}
+    assert rules("backups")["host and backup metrics for the monitoring hosts"] == {
+        "comment": "host and backup metrics for the monitoring hosts", "proto": "tcp", "ports": [9100], "sources": scrapers}
     # The monitoring host opens nothing but SSH: its pages are on its loopback.
     assert rules("monitoring") == {}
     mariadb = db["MariaDB from ProxySQL, the balancers and the other databases"]
@@ -160,8 +163,8 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
                                           + addresses(inv, "databases")[1:] + addresses(inv, "backups"))
     assert mariadb["ports"] == [3306]
     assert db["backups pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")
-    # The backup host itself takes SSH from the operators only.
-    assert not rules("backups")
+    # The backup host itself takes SSH from the operators, metrics from the monitoring hosts, nothing else.
+    assert list(rules("backups")) == ["host and backup metrics for the monitoring hosts"]
     resolver = rules("dns_resolvers")["recursive DNS for the inventory's hosts"]
     assert set(resolver["sources"]) == {v["stack_address"] for v in hostvars.values()}
     assert rules("dns_authoritative")["authoritative DNS"]["any_source"] is True

@@ -24,6 +24,12 @@ def prometheus(lab, path):
     return json.loads(out)["data"]
 
 
+def query(lab, promql):
+    """{instance: value} of an instant query."""
+    out = lab.sh(monitoring_host(lab), f"curl -sS --fail --max-time 10 http://127.0.0.1:9090/api/v1/query --data-urlencode 'query={promql}'").stdout
+    return {r["metric"].get("instance"): float(r["value"][1]) for r in json.loads(out)["data"]["result"]}
+
+
 def active_alerts(lab):
     """Alerts Prometheus has pending or firing, as (name, state, labels)."""
     return [(a["labels"]["alertname"], a["state"], a["labels"]) for a in prometheus(lab, "/api/v1/alerts")["alerts"]]
@@ -53,36 +59,60 @@ def test_prometheus_scrapes_every_exporter_and_loads_every_rule(lab):
         by_job.setdefault(target["labels"]["job"], {})[target["labels"]["instance"]] = target["health"]
     assert by_job.get("haproxy") == {lb: "up" for lb in lab.hosts("loadbalancers")}, by_job
     assert by_job.get("mysqld") == {db: "up" for db in lab.hosts("databases")}, by_job
-    assert set(by_job) == {"haproxy", "mysqld", "alertmanager", "prometheus"}, by_job
+    assert by_job.get("site") == {lab.site: "up"}, by_job
+    assert by_job.get("dns") == {r: "up" for r in lab.hosts("dns_resolvers")}, by_job
+    assert by_job.get("node") == {b: "up" for b in lab.hosts("backups")}, by_job
+    assert set(by_job) == {"haproxy", "mysqld", "node", "site", "dns", "alertmanager", "prometheus"}, by_job
+    # The backup host publishes its jobs' status: the first full and the
+    # archive succeeded.
+    for job in ("full", "archive"):
+        assert query(lab, f'wpha_backup_last_run_ok{{backup="{job}"}}') == {b: 1.0 for b in lab.hosts("backups")}, job
     assert all(health == "up" for job in by_job.values() for health in job.values()), by_job
+    # The probes succeed: the site through the VIP with a certificate the
+    # monitoring host trusts, the site's name at every resolver.
+    assert query(lab, 'probe_success{job=~"site|dns"}') == {h: 1.0 for h in [lab.site, *lab.hosts("dns_resolvers")]}
+    days = (query(lab, 'probe_ssl_earliest_cert_expiry{job="site"}')[lab.site] - time.time()) / 86400
+    assert days > 21, days
     loaded = {r["name"] for g in prometheus(lab, "/api/v1/rules")["groups"] for r in g["rules"]}
     declared = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
     assert loaded == declared
 
 
 def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(lab):
-    """Three faults at once: the replica's SQL thread stopped, a web host's
+    """Five faults at once: the replica's SQL thread stopped, a web host's
     Apache stopped, the primary set read-only (the site is read-only, as
-    after a primary that restarted alone). Each fires its alert and nothing
-    else fires; each resolves after the repair; nothing is left firing."""
+    after a primary that restarted alone), keepalived stopped on every
+    balancer (no one holds the VIP), an uploads backup that fails (its
+    repository refuses the password). Each fires its alert and nothing else
+    fires; each resolves after the repair; nothing is left firing."""
     dbs = lab.hosts("databases")
     writable = [db for db in dbs if sql(lab, db, "SELECT @@read_only") == "0"]
     assert len(writable) == 1, writable
     primary, replica = writable[0], next(db for db in dbs if db not in writable)
     web = lab.hosts("webservers")[0]
+    lbs = lab.hosts("loadbalancers")
+    backup = lab.hosts("backups")[0]
     # A healthy stack fires nothing (earlier drills' alerts have resolved).
     lab.wait_until("no alert pending or firing", lambda: not active_alerts(lab), timeout=120, interval=2)
 
     expected = {
         ("ReplicationStopped", replica): None,
         ("NoWritablePrimary", None): None,
-        **{("WebBackendDown", lb): None for lb in lab.hosts("loadbalancers")},
+        ("SiteDown", lab.site): None,
+        ("BackupFailed", backup): None,
+        **{("WebBackendDown", lb): None for lb in lbs},
     }
     start = time.time()
     try:
         sql(lab, replica, "STOP SLAVE SQL_THREAD")
         lab.sh(web, "systemctl stop apache2")
         sql(lab, primary, "SET GLOBAL read_only = ON")
+        for lb in lbs:
+            lab.sh(lb, "systemctl stop keepalived")
+        lab.sh(backup, "echo wrong > /root/drill-restic.password && sed 's#\"restic_password_file\": \"[^\"]*\"#"
+                       "\"restic_password_file\": \"/root/drill-restic.password\"#' /etc/wpha-backup/config.json > /root/drill-config.json")
+        failed = lab.sh(backup, "WPHA_BACKUP_CONFIG=/root/drill-config.json wpha-backup uploads", check=False)
+        assert failed.returncode != 0, failed.stdout
         fault = time.time()
 
         def fired():
@@ -93,6 +123,9 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
             return all(v is not None for v in expected.values())
         lab.wait_until("every fault's alert at the receiver", fired, timeout=120, interval=1)
     finally:
+        lab.sh(backup, "rm -f /root/drill-restic.password /root/drill-config.json; wpha-backup uploads")
+        for lb in lbs:
+            lab.sh(lb, "systemctl start keepalived")
         sql(lab, primary, "SET GLOBAL read_only = OFF")
         lab.sh(web, "systemctl start apache2")
         sql(lab, replica, "START SLAVE SQL_THREAD")
@@ -106,7 +139,9 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
     resolved = {}
 
     def all_resolved():
-        for received, status, labels in notifications(lab, repair):
+        # Since the faults: a scheduled run of the failed backup may have
+        # repaired it before the drill did.
+        for received, status, labels in notifications(lab, start):
             key = (labels["alertname"], labels.get("instance"))
             if status == "resolved" and key in expected:
                 resolved.setdefault(key, round(received - repair, 1))
