@@ -103,6 +103,7 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
         **{("WebBackendDown", lb): None for lb in lbs},
     }
     start = time.time()
+    fired_at = {}
     try:
         sql(lab, replica, "STOP SLAVE SQL_THREAD")
         lab.sh(web, "systemctl stop apache2")
@@ -120,6 +121,7 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
                 key = (labels["alertname"], labels.get("instance"))
                 if status == "firing" and key in expected and expected[key] is None:
                     expected[key] = round(received - fault, 1)
+                    fired_at[key] = received
             return all(v is not None for v in expected.values())
         lab.wait_until("every fault's alert at the receiver", fired, timeout=120, interval=1)
     finally:
@@ -139,11 +141,12 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
     resolved = {}
 
     def all_resolved():
-        # Since the faults: a scheduled run of the failed backup may have
-        # repaired it before the drill did.
+        # After its own firing (not an earlier drill's late "resolved"), and
+        # maybe before the repair: a scheduled run of the failed backup may
+        # have repaired it before the drill did.
         for received, status, labels in notifications(lab, start):
             key = (labels["alertname"], labels.get("instance"))
-            if status == "resolved" and key in expected:
+            if status == "resolved" and key in expected and received > fired_at[key]:
                 resolved.setdefault(key, round(received - repair, 1))
         return set(resolved) == set(expected)
     lab.wait_until("every alert resolved at the receiver", all_resolved, timeout=120, interval=1)
