@@ -150,6 +150,11 @@ class Lab:
         reader = self.hostvars[web].get("proxysql_reader_hostgroup", 20)
         return dict(self.proxysql_admin(web, f"SELECT hostname, status FROM runtime_mysql_servers WHERE hostgroup_id = {reader}"))
 
+    def proxysql_writers(self, web):
+        """{server address: status} of ProxySQL's writer hostgroup on one of its hosts, from its runtime."""
+        writer = self.hostvars[web].get("proxysql_writer_hostgroup", 10)
+        return dict(self.proxysql_admin(web, f"SELECT hostname, status FROM runtime_mysql_servers WHERE hostgroup_id = {writer}"))
+
     def proxysql_state(self, web):
         """What ProxySQL on a web host thinks of the servers now: its runtime
         servers, the monitor's last read_only and ping results, the pool's

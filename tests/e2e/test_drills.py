@@ -517,10 +517,8 @@ def test_db_promote_refuses_bad_input_before_any_change(lab):
     # more (CI saw the next test's first publish refused). The drill ends
     # when every ProxySQL has the primary alone as its writer again.
     for web in lab.hosts("proxysql"):
-        writer = lab.hostvars[web].get("proxysql_writer_hostgroup", 10)
-        lab.wait_until(f"ProxySQL on {web} writes to {primary} alone", lambda: lab.proxysql_admin(
-            web, f"SELECT hostname, status FROM runtime_mysql_servers WHERE hostgroup_id = {writer}")
-            == [[lab.address(primary), "ONLINE"]], timeout=30)
+        lab.wait_until(f"ProxySQL on {web} writes to {primary} alone",
+                       lambda: lab.proxysql_writers(web) == {lab.address(primary): "ONLINE"}, timeout=30)
     # The sessions that waited give up within ProxySQL's connect timeout.
     timeout_ms = int(lab.hostvars[lab.hosts("proxysql")[0]].get("proxysql_connect_timeout_max_ms", 3000))
     threading.Event().wait(timeout_ms / 1000 + 1)
