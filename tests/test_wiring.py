@@ -39,6 +39,7 @@ WIRING = [
     "mariadb_monitor_user_hosts",
     "mariadb_health_user_hosts",
     "proxysql_backends",
+    "proxysql_prometheus_enabled",
     "bind9_zones",
     "bind9_root_hints",
     "bind9_allow_recursion",
@@ -121,6 +122,8 @@ def test_the_wiring_names_every_peer_from_the_inventory(root, full_runs, invento
     assert jobs["haproxy"] == [{"name": h, "address": f"{a}:8405"} for h, a in zip(lbs, addresses(inv, "loadbalancers"))]
     assert jobs["mysqld"] == [{"name": h, "address": f"{a}:9104"} for h, a in zip(dbs, addresses(inv, "databases"))]
     assert jobs["node"] == [{"name": h, "address": f"{a}:9100"} for h, a in zip(group_hosts(inv, "backups"), addresses(inv, "backups"))]
+    assert jobs["proxysql"] == [{"name": h, "address": f"{a}:6070"} for h, a in zip(group_hosts(inv, "proxysql"), addresses(inv, "proxysql"))]
+    assert all(run[h]["proxysql_prometheus_enabled"] for h in group_hosts(inv, "proxysql"))
     # Name servers are named once, fully qualified, whatever the inventory's names.
     for ns in site_zone["nameservers"]:
         assert ns.endswith("." + domain + ".") and ns.count("." + domain) == 1, ns
@@ -146,7 +149,9 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
     scrapers = hostvars[group_hosts(inv, "loadbalancers")[0]]["stack_monitoring_networks"] + addresses(inv, "monitoring")
     assert addresses(inv, "monitoring") and lb["HAProxy stats and metrics from the monitoring networks"]["sources"] == scrapers
     assert set(web) == {"HTTP from the load balancers", "uploads sync from the other web hosts",
-                        "uploads pulled over SSH by the backup host"}
+                        "uploads pulled over SSH by the backup host", "ProxySQL metrics for monitoring"}
+    assert web["ProxySQL metrics for monitoring"] == {
+        "comment": "ProxySQL metrics for monitoring", "proto": "tcp", "ports": [6070], "sources": scrapers}
     assert web["HTTP from the load balancers"]["sources"] == addresses(inv, "loadbalancers")
     assert web["uploads sync from the other web hosts"]["sources"] == addresses(inv, "webservers")[1:]
     assert web["uploads pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")

@@ -62,7 +62,11 @@ def test_prometheus_scrapes_every_exporter_and_loads_every_rule(lab):
     assert by_job.get("site") == {lab.site: "up"}, by_job
     assert by_job.get("dns") == {r: "up" for r in lab.hosts("dns_resolvers")}, by_job
     assert by_job.get("node") == {b: "up" for b in lab.hosts("backups")}, by_job
-    assert set(by_job) == {"haproxy", "mysqld", "node", "site", "dns", "alertmanager", "prometheus"}, by_job
+    assert by_job.get("proxysql") == {p: "up" for p in lab.hosts("proxysql")}, by_job
+    assert set(by_job) == {"haproxy", "mysqld", "proxysql", "node", "site", "dns", "alertmanager", "prometheus"}, by_job
+    # Every ProxySQL uses every server it declares: all ONLINE.
+    states = query(lab, "count by (instance) (proxysql_connpool_conns_status == 1)")
+    assert states == {p: float(1 + len(lab.hosts("databases"))) for p in lab.hosts("proxysql")}, states
     # The backup host publishes its jobs' status: the first full and the
     # archive succeeded.
     for job in ("full", "archive"):
@@ -79,7 +83,8 @@ def test_prometheus_scrapes_every_exporter_and_loads_every_rule(lab):
 
 
 def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(lab):
-    """Five faults at once: the replica's SQL thread stopped, a web host's
+    """Five faults at once: the replica's SQL thread stopped (ProxySQL takes it
+    out of the readers), a web host's
     Apache stopped, the primary set read-only (the site is read-only, as
     after a primary that restarted alone), keepalived stopped on every
     balancer (no one holds the VIP), an uploads backup that fails (its
@@ -97,6 +102,7 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
 
     expected = {
         ("ReplicationStopped", replica): None,
+        **{("ProxySQLServerNotOnline", p): None for p in lab.hosts("proxysql")},
         ("NoWritablePrimary", None): None,
         ("SiteDown", lab.site): None,
         ("BackupFailed", backup): None,

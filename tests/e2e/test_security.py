@@ -32,6 +32,7 @@ def test_from_a_visitor_the_internal_ports_are_closed_and_from_their_peers_open(
         "HAProxy stats": (lab.address(lb), 8404),
         "HAProxy metrics": (lab.address(lb), 8405),
         "MariaDB metrics": (lab.address(db), 9104),
+        "ProxySQL metrics": (lab.address(web), 6070),
     }
     outcome = {name: connects(lab, client, *target) for name, target in closed.items()}
     assert not any(outcome.values()), outcome
@@ -41,6 +42,7 @@ def test_from_a_visitor_the_internal_ports_are_closed_and_from_their_peers_open(
     assert connects(lab, web, "127.0.0.1", 6032)
     mon = lab.hosts("monitoring")[0]
     assert connects(lab, mon, lab.address(db), 9104) and connects(lab, mon, lab.address(lb), 8405)
+    assert connects(lab, mon, lab.address(web), 6070)
     # The stats page from the monitoring network (the control node): it asks for credentials.
     stats = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
                             f"http://{lab.address(lb)}:8404/stats"], capture_output=True, text=True, check=False)

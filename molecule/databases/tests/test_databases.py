@@ -212,6 +212,14 @@ def served():
     return {host: int(q) for host, q in (r.split("\t") for r in rows.splitlines())}
 
 
+def pool_status():
+    """{(hostgroup, server): state} from ProxySQL's Prometheus metrics (1 ONLINE, 3 OFFLINE_SOFT)."""
+    out = app1.check_output("python3 -c %s", "import urllib.request; "
+                            "print(urllib.request.urlopen('http://127.0.0.1:6070/metrics', timeout=5).read().decode())")
+    found = re.findall(r'^proxysql_connpool_conns_status\{endpoint="([^":]+):\d+",hostgroup="(\d+)"\} (\S+)$', out, re.M)
+    return {(int(hg), host): int(float(v)) for host, hg, v in found}
+
+
 def wait_for(what, predicate, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -332,10 +340,13 @@ def test_a_replica_whose_sql_thread_stopped_leaves_the_readers_and_returns():
         assert all(proxy_sql("SELECT COUNT(*) FROM seed_proof").rc == 0 for _ in range(10))
         assert served().get(DB2, 0) == before.get(DB2, 0), "a replica that does not apply served reads"
         assert "SQL thread not running" in admin_sql(f"SELECT comment FROM mysql_servers WHERE hostname = '{DB2}'")
+        # What the monitoring host scrapes says so too (3: OFFLINE_SOFT).
+        assert pool_status().get((20, DB2)) == 3, pool_status()
     finally:
         root_sql(db2, "START SLAVE SQL_THREAD")
     started = time.monotonic()
     back = wait_for("db2 back in the readers", lambda: servers().get((20, DB2)) == "ONLINE", timeout=15)
+    assert pool_status().get((20, DB2)) == 1, pool_status()
     assert proxy_sql("INSERT INTO split_probe (v) VALUES (7)", port=6034).rc == 0
     record(f"replica guard: SQL thread stopped -> out of the readers in {out - stopped:.1f} s; "
            f"started -> back in {back - started:.1f} s; the writer taken out meanwhile {writer_removals() - removals} times")
