@@ -40,6 +40,7 @@ WIRING = [
     "mariadb_health_user_hosts",
     "proxysql_backends",
     "proxysql_prometheus_enabled",
+    "node_exporter_address_info",
     "bind9_zones",
     "bind9_root_hints",
     "bind9_allow_recursion",
@@ -121,7 +122,13 @@ def test_the_wiring_names_every_peer_from_the_inventory(root, full_runs, invento
     jobs = {j["job"]: j["targets"] for j in run[group_hosts(inv, "monitoring")[0]]["prometheus_scrape_jobs"]}
     assert jobs["haproxy"] == [{"name": h, "address": f"{a}:8405"} for h, a in zip(lbs, addresses(inv, "loadbalancers"))]
     assert jobs["mysqld"] == [{"name": h, "address": f"{a}:9104"} for h, a in zip(dbs, addresses(inv, "databases"))]
-    assert jobs["node"] == [{"name": h, "address": f"{a}:9100"} for h, a in zip(group_hosts(inv, "backups"), addresses(inv, "backups"))]
+    # The node exporter on every host but the clients and the lab's routers; the balancers' targets carry the VIP.
+    monitored = [h for h in inv["_meta"]["hostvars"] if h not in group_hosts(inv, "clients") + group_hosts(inv, "routers")]
+    vip = {"vip": inv["_meta"]["hostvars"][lbs[0]]["stack_vip"]}
+    assert sorted(jobs["node"], key=lambda t: t["name"]) == sorted(
+        [{"name": h, "address": f'{inv["_meta"]["hostvars"][h]["stack_address"]}:9100'} | ({"labels": vip} if h in lbs else {})
+         for h in monitored], key=lambda t: t["name"])
+    assert [h for h in monitored if run[h]["node_exporter_address_info"] is True] == lbs
     assert jobs["proxysql"] == [{"name": h, "address": f"{a}:6070"} for h, a in zip(group_hosts(inv, "proxysql"), addresses(inv, "proxysql"))]
     assert all(run[h]["proxysql_prometheus_enabled"] for h in group_hosts(inv, "proxysql"))
     # Name servers are named once, fully qualified, whatever the inventory's names.
@@ -149,27 +156,32 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
     scrapers = hostvars[group_hosts(inv, "loadbalancers")[0]]["stack_monitoring_networks"] + addresses(inv, "monitoring")
     assert addresses(inv, "monitoring") and lb["HAProxy stats and metrics from the monitoring networks"]["sources"] == scrapers
     assert set(web) == {"HTTP from the load balancers", "uploads sync from the other web hosts",
-                        "uploads pulled over SSH by the backup host", "ProxySQL metrics for monitoring"}
+                        "uploads pulled over SSH by the backup host", "ProxySQL metrics for monitoring",
+                        "host metrics for the monitoring hosts"}
     assert web["ProxySQL metrics for monitoring"] == {
         "comment": "ProxySQL metrics for monitoring", "proto": "tcp", "ports": [6070], "sources": scrapers}
     assert web["HTTP from the load balancers"]["sources"] == addresses(inv, "loadbalancers")
     assert web["uploads sync from the other web hosts"]["sources"] == addresses(inv, "webservers")[1:]
     assert web["uploads pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")
     assert set(db) == {"MariaDB from ProxySQL, the balancers and the other databases", "backups pulled over SSH by the backup host",
-                       "MariaDB metrics for the monitoring hosts"}
+                       "MariaDB metrics for the monitoring hosts", "host metrics for the monitoring hosts"}
     assert db["MariaDB metrics for the monitoring hosts"] == {
         "comment": "MariaDB metrics for the monitoring hosts", "proto": "tcp", "ports": [9104], "sources": scrapers}
-    assert rules("backups")["host and backup metrics for the monitoring hosts"] == {
-        "comment": "host and backup metrics for the monitoring hosts", "proto": "tcp", "ports": [9100], "sources": scrapers}
-    # The monitoring host opens nothing but SSH: its pages are on its loopback.
-    assert rules("monitoring") == {}
+    # Every host of the stack (not the clients, nor the lab's routers) lets
+    # the monitoring hosts scrape its node exporter.
+    node = {"comment": "host metrics for the monitoring hosts", "proto": "tcp", "ports": [9100], "sources": scrapers}
+    for host, wiring in run.items():
+        monitored = host not in group_hosts(inv, "clients") + group_hosts(inv, "routers")
+        assert (node in wiring["firewall_rules"]) is monitored, host
+    # The monitoring host opens nothing else but SSH: its pages are on its loopback.
+    assert rules("monitoring") == {node["comment"]: node}
     mariadb = db["MariaDB from ProxySQL, the balancers and the other databases"]
     assert set(mariadb["sources"]) == set(addresses(inv, "proxysql") + addresses(inv, "loadbalancers")
                                           + addresses(inv, "databases")[1:] + addresses(inv, "backups"))
     assert mariadb["ports"] == [3306]
     assert db["backups pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")
     # The backup host itself takes SSH from the operators, metrics from the monitoring hosts, nothing else.
-    assert list(rules("backups")) == ["host and backup metrics for the monitoring hosts"]
+    assert list(rules("backups")) == ["host metrics for the monitoring hosts"]
     resolver = rules("dns_resolvers")["recursive DNS for the inventory's hosts"]
     assert set(resolver["sources"]) == {v["stack_address"] for v in hostvars.values()}
     assert rules("dns_authoritative")["authoritative DNS"]["any_source"] is True

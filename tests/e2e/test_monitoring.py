@@ -61,9 +61,14 @@ def test_prometheus_scrapes_every_exporter_and_loads_every_rule(lab):
     assert by_job.get("mysqld") == {db: "up" for db in lab.hosts("databases")}, by_job
     assert by_job.get("site") == {lab.site: "up"}, by_job
     assert by_job.get("dns") == {r: "up" for r in lab.hosts("dns_resolvers")}, by_job
-    assert by_job.get("node") == {b: "up" for b in lab.hosts("backups")}, by_job
+    # The node exporter on every host of the stack (not the clients, nor the lab's routers).
+    monitored = [h for h in lab.hostvars if h not in lab.hosts("clients") + lab.hosts("routers")]
+    assert by_job.get("node") == {h: "up" for h in monitored}, by_job
     assert by_job.get("proxysql") == {p: "up" for p in lab.hosts("proxysql")}, by_job
     assert set(by_job) == {"haproxy", "mysqld", "proxysql", "node", "site", "dns", "alertmanager", "prometheus"}, by_job
+    # One balancer holds the VIP, as the node exporters' addresses say.
+    holders = query(lab, f'node_network_address_info{{address="{lab.vip}"}}')
+    assert len(holders) == 1 and set(holders) <= set(lab.hosts("loadbalancers")), holders
     # Every ProxySQL uses every server it declares: all ONLINE.
     states = query(lab, "count by (instance) (proxysql_connpool_conns_status == 1)")
     assert states == {p: float(1 + len(lab.hosts("databases"))) for p in lab.hosts("proxysql")}, states
@@ -105,6 +110,7 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
         **{("ProxySQLServerNotOnline", p): None for p in lab.hosts("proxysql")},
         ("NoWritablePrimary", None): None,
         ("SiteDown", lab.site): None,
+        ("VIPHeldByNone", None): None,
         ("BackupFailed", backup): None,
         **{("WebBackendDown", lb): None for lb in lbs},
     }
