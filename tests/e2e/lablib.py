@@ -169,6 +169,11 @@ class Lab:
         }
         return {name: self.proxysql_admin(web, query) for name, query in queries.items()}
 
+    def vip_holders(self):
+        """The balancers whose addresses include the VIP now."""
+        return [lb for lb in self.hosts("loadbalancers")
+                if f" {self.vip}/" in self.sh(lb, "ip -4 -o addr show", check=False).stdout]
+
     def running(self, host):
         proc = docker("inspect", "-f", "{{.State.Running}}", host, check=False)
         return proc.stdout.strip() == "true"

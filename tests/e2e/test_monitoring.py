@@ -167,6 +167,44 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
     lab.wait_until("nothing pending or firing", lambda: not active_alerts(lab), timeout=60, interval=2)
 
 
+def test_balancers_that_stop_hearing_each_other_both_hold_the_vip_and_it_alerts(lab):
+    """A split: the backup balancer drops the VRRP adverts (a table of the
+    drill's own in nftables, ahead of the host firewall), so it takes the VIP
+    while the master keeps it. VIPHeldByBoth reaches the receiver within a
+    minute, nothing else fires, and it resolves once the adverts pass again."""
+    lab.wait_until("no alert pending or firing", lambda: not active_alerts(lab), timeout=120, interval=2)
+    holders = lab.vip_holders()
+    assert len(holders) == 1, holders
+    master, backup = holders[0], next(lb for lb in lab.hosts("loadbalancers") if lb not in holders)
+    key = ("VIPHeldByBoth", None)
+    start = time.time()
+    try:
+        lab.sh(backup, "printf '%s\\n' 'table inet wpha_drill {' 'chain input {' "
+                       "'type filter hook input priority -10; policy accept;' 'ip protocol 112 drop' '}' '}' | nft -f -")
+        fault = time.time()
+        lab.wait_until(f"{backup} to take the VIP too", lambda: len(lab.vip_holders()) == 2, timeout=20, interval=0.5)
+        split = time.time() - fault
+        lab.wait_until("VIPHeldByBoth at the receiver", lambda: any(
+            s == "firing" and (lbl["alertname"], lbl.get("instance")) == key for _, s, lbl in notifications(lab, start)),
+            timeout=90, interval=1)
+        fired = next(r for r, s, lbl in notifications(lab, start) if s == "firing" and lbl["alertname"] == key[0])
+    finally:
+        lab.sh(backup, "nft delete table inet wpha_drill", check=False)
+    repair = time.time()
+    lab.wait_until("one balancer holding the VIP", lambda: len(lab.vip_holders()) == 1, timeout=20, interval=0.5)
+    lab.wait_until("VIPHeldByBoth resolved at the receiver", lambda: any(
+        s == "resolved" and lbl["alertname"] == key[0] and r > fired for r, s, lbl in notifications(lab, start)),
+        timeout=90, interval=1)
+    resolved = next(r for r, s, lbl in notifications(lab, start) if s == "resolved" and lbl["alertname"] == key[0] and r > fired)
+    figures = {"split_after_s": round(split, 1), "fault_to_notification_s": round(fired - fault, 1),
+               "repair_to_resolved_s": round(resolved - repair, 1)}
+    report("alerts_vip_split", figures)
+    assert figures["fault_to_notification_s"] <= 60, figures
+    fired_names = {lbl["alertname"] for _, s, lbl in notifications(lab, start) if s == "firing"}
+    assert fired_names == {"VIPHeldByBoth"}, fired_names
+    lab.wait_until("nothing pending or firing", lambda: not active_alerts(lab), timeout=60, interval=2)
+
+
 def test_a_receiver_that_is_no_url_is_refused_before_any_change(lab):
     mon = monitoring_host(lab)
     before = lab.sh(mon, "sha256sum /etc/prometheus/alertmanager.yml").stdout

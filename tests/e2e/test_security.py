@@ -22,6 +22,17 @@ def connects(lab, source, address, port):
     return lab.sh(source, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}'", check=False).returncode == 0
 
 
+def connects_each(lab, source, targets):
+    """{name: True when source opens a TCP connection to it within 3 s}, for
+    {name: (address, port)}, all tried at once (a dropped port costs the
+    whole 3 s)."""
+    names = list(targets)
+    tries = " ".join(f"(timeout 3 bash -c 'exec 3<>/dev/tcp/{a}/{p}' 2>/dev/null && echo {i}) &"
+                     for i, (a, p) in enumerate(targets[n] for n in names))
+    out = lab.sh(source, f"{tries} wait", check=False).stdout.split()
+    return {name: str(i) in out for i, name in enumerate(names)}
+
+
 def test_from_a_visitor_the_internal_ports_are_closed_and_from_their_peers_open(lab, client):
     lb, web, db = lab.hosts("loadbalancers")[0], lab.hosts("webservers")[0], lab.hosts("databases")[0]
     closed = {
@@ -34,7 +45,9 @@ def test_from_a_visitor_the_internal_ports_are_closed_and_from_their_peers_open(
         "MariaDB metrics": (lab.address(db), 9104),
         "ProxySQL metrics": (lab.address(web), 6070),
     }
-    outcome = {name: connects(lab, client, *target) for name, target in closed.items()}
+    # The site itself stays open to anyone, tried with them.
+    outcome = connects_each(lab, client, {**closed, "the site": (lab.vip, 443)})
+    assert outcome.pop("the site") is True, outcome
     assert not any(outcome.values()), outcome
     # The hosts that need them get through.
     assert connects(lab, lb, lab.address(web), 80)
@@ -47,8 +60,6 @@ def test_from_a_visitor_the_internal_ports_are_closed_and_from_their_peers_open(
     stats = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
                             f"http://{lab.address(lb)}:8404/stats"], capture_output=True, text=True, check=False)
     assert stats.stdout == "401", stats
-    # The site itself stays open to anyone.
-    assert connects(lab, client, lab.vip, 443)
     report("security_internal_ports", {"from_client_connected": outcome, "stats_from_control_node": stats.stdout})
 
 
