@@ -169,10 +169,13 @@ class Lab:
         }
         return {name: self.proxysql_admin(web, query) for name, query in queries.items()}
 
+    def holds_vip(self, host):
+        """True when one of host's addresses is the VIP now."""
+        return f" {self.vip}/" in self.sh(host, "ip -4 -o addr show", check=False).stdout
+
     def vip_holders(self):
         """The balancers whose addresses include the VIP now."""
-        return [lb for lb in self.hosts("loadbalancers")
-                if f" {self.vip}/" in self.sh(lb, "ip -4 -o addr show", check=False).stdout]
+        return [lb for lb in self.hosts("loadbalancers") if self.holds_vip(lb)]
 
     def running(self, host):
         proc = docker("inspect", "-f", "{{.State.Running}}", host, check=False)

@@ -62,10 +62,6 @@ def request_loop(lab, client, url, interval=LOOP_INTERVAL, max_seconds=400):
                            max_seconds, warmup=2)
 
 
-def holds_vip(lab, host):
-    return lab.vip in lab.sh(host, "ip -4 -o addr show", check=False).stdout
-
-
 @pytest.fixture()
 def restart_after(lab):
     stopped = []
@@ -89,7 +85,7 @@ def restart_after(lab):
 @pytest.mark.parametrize("how, max_failed, max_outage_s", [("stop", 1, 2.2), ("kill", 2, 2.2)])
 def test_losing_the_active_load_balancer_moves_the_vip_and_it_returns(lab, client, site_url, how, max_failed, max_outage_s):
     url, _ = site_url
-    master = next(h for h in lab.hosts("loadbalancers") if holds_vip(lab, h))
+    master = next(h for h in lab.hosts("loadbalancers") if lab.holds_vip(h))
     backup = next(h for h in lab.hosts("loadbalancers") if h != master)
 
     def fault():
@@ -97,7 +93,7 @@ def test_losing_the_active_load_balancer_moves_the_vip_and_it_returns(lab, clien
 
     try:
         figures = loop_during(lab, client, url, fault)
-        figures["vip_on_backup"] = holds_vip(lab, backup)
+        figures["vip_on_backup"] = lab.holds_vip(backup)
     finally:
         docker("start", master, check=False)
     report(f"drill_{how}_active_lb", figures)
@@ -109,9 +105,9 @@ def test_losing_the_active_load_balancer_moves_the_vip_and_it_returns(lab, clien
     # master once it is up; waiting for it here also keeps the move out of the
     # next drill's request loop.
     preferred = lab.hosts("loadbalancers")[0]
-    lab.wait_until(f"the VIP back on {preferred}", lambda: holds_vip(lab, preferred), timeout=120)
+    lab.wait_until(f"the VIP back on {preferred}", lambda: lab.holds_vip(preferred), timeout=120)
     threading.Event().wait(2)
-    assert [h for h in lab.hosts("loadbalancers") if holds_vip(lab, h)] == [preferred]
+    assert [h for h in lab.hosts("loadbalancers") if lab.holds_vip(h)] == [preferred]
 
 
 def test_stopping_a_web_host_costs_no_request(lab, client, site_url, restart_after):
