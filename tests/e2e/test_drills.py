@@ -593,6 +593,13 @@ def test_a_bad_delete_is_undone_by_a_point_in_time_restore(lab, client, site_url
         assert lab.sh(web, f"cat {uploads}/restore-{stamp}-before.txt").stdout.strip() == f"restore-{stamp}-before.txt"
         assert lab.sh(web, f"test -e {uploads}/restore-{stamp}-after.txt", check=False).returncode != 0
     assert lab.sh(client, f"curl -sS --fail {url}wp-content/uploads/restore-{stamp}-before.txt").stdout.strip()
+    # What the uploads held before is kept aside on each web host, outside
+    # the site's tree: the wordpress role's next converge would delete it
+    # there (it did, before), and Apache would serve it.
+    for web in webs:
+        assert lab.sh(web, f"cat /var/lib/wpha-backup-source/uploads.before-restore/restore-{stamp}-after.txt").stdout.strip() \
+            == f"restore-{stamp}-after.txt"
+        assert lab.sh(web, f"ls {lab.site_root(web)}/wp-content").stdout.split().count("uploads.before-restore") == 0
 
     # Writes work, the backups go on from the restored data (a new timeline
     # with its own full), and the next routine converge changes nothing.
