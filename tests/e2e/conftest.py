@@ -40,7 +40,11 @@ def site_url(lab, client):
 
 
 def report(name, figures):
-    """Keep a drill's figures as an artefact and show them in the test output."""
+    """Keep a drill's figures as an artefact (<name>.json, the last run's;
+    every run's, one JSON line each, in figures-<lab profile>.jsonl, so a
+    suite that tests both labs keeps both) and show them in the test output."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"{name}.json").write_text(json.dumps(figures, indent=2))
+    with open(ARTIFACTS / f"figures-{os.environ.get('LAB_PROFILE', 'lab')}.jsonl", "a") as out:
+        out.write(json.dumps({"name": name, **figures}) + "\n")
     print(f"\n{name}: {json.dumps({k: v for k, v in figures.items() if k != 'failures'})}")
