@@ -313,11 +313,15 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
         figures["stop_write_refused"] = read_only_refusal(lab, client, url, f"while the primary is lost {stamp}")
 
         # Not without the operator's word that the primary is gone: the
-        # playbook refuses, names it, and says how to go on.
-        _, out = lab.playbook("db_promote.yml", "-e", f"db_promote_target={replica}", fails=True)
-        assert f"Refusing to promote: {primary} does not answer" in out, out[-2000:]
-        assert "db_promote_primary_lost=true" in out
-        assert lab.sh(replica, "mariadb -N -e 'SELECT @@read_only'").stdout.strip() == "1"
+        # playbook refuses, names it, and says how to go on. (The lab only:
+        # on the VM-like lab each run's assessment waits out the SSH
+        # connection timeout on the lost host, 25 s under Mitogen; there the
+        # promotion below, the same assessment, spends it once.)
+        if lab.name == "lab":
+            _, out = lab.playbook("db_promote.yml", "-e", f"db_promote_target={replica}", fails=True)
+            assert f"Refusing to promote: {primary} does not answer" in out, out[-2000:]
+            assert "db_promote_primary_lost=true" in out
+            assert lab.sh(replica, "mariadb -N -e 'SELECT @@read_only'").stdout.strip() == "1"
 
         # No target named: the replica that received the most is chosen.
         figures["db_promote_s"], out = lab.playbook("db_promote.yml", "-e", "db_promote_primary_lost=true")

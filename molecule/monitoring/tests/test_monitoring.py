@@ -94,7 +94,7 @@ def test_a_failed_backup_reaches_the_receiver_and_its_repair_resolves_it(host):
         t for t, s, labels in notifications(host, repaired)
         if s == "resolved" and labels["alertname"] == "BackupFailed" and labels.get("backup") == "molecule"], timeout=60)
     print(f"BackupFailed: fault to notification {fault_to_notification:.1f} s, repair to resolved {resolved[0] - repaired:.1f} s")
-    # Within a minute, as every alert of the project (scrape and evaluation every 10 s, group_wait 5 s).
+    # Within a minute, as every alert of the project (here: scrape and evaluation every 2 s, group_wait 1 s).
     assert fault_to_notification < 60
     host.check_output(f"rm -f {TEXTFILE}")
 
