@@ -283,7 +283,7 @@ def test_a_split_between_the_balancers_and_a_certificate_near_its_end_alert_and_
     holders = lab.vip_holders()
     assert len(holders) == 1, holders
     lbs = lab.hosts("loadbalancers")
-    master, backup = holders[0], next(lb for lb in lbs if lb not in holders)
+    backup = next(lb for lb in lbs if lb not in holders)
     pem_file = "/etc/haproxy/certs/site.pem"
     short = short_lived_certificate(lab, days=10)
     expected = {"VIPHeldByBoth": None, "CertificateExpiringSoon": None}
