@@ -43,6 +43,6 @@ def test_every_rule_is_tested_firing_and_quiet():
 
 def test_every_rule_says_what_to_do():
     for group in yaml.safe_load(RULES.read_text())["groups"]:
-        for rule in group["rules"]:
+        for rule in (r for r in group["rules"] if "alert" in r):
             assert rule["labels"]["severity"] in ("page", "ticket"), rule["alert"]
             assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]

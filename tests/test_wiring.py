@@ -155,11 +155,15 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
     # The monitoring networks and the monitoring group's hosts scrape the exporters.
     scrapers = hostvars[group_hosts(inv, "loadbalancers")[0]]["stack_monitoring_networks"] + addresses(inv, "monitoring")
     assert addresses(inv, "monitoring") and lb["HAProxy stats and metrics from the monitoring networks"]["sources"] == scrapers
+    # Varnish's exporter beside HAProxy's endpoints (the page cache is on in every inventory).
+    assert lb["HAProxy stats and metrics from the monitoring networks"]["ports"][-1] == 9131
     assert set(web) == {"HTTP from the load balancers", "uploads sync from the other web hosts",
                         "uploads pulled over SSH by the backup host", "ProxySQL metrics for monitoring",
-                        "host metrics for the monitoring hosts"}
+                        "PHP-FPM metrics for the monitoring hosts", "host metrics for the monitoring hosts"}
     assert web["ProxySQL metrics for monitoring"] == {
         "comment": "ProxySQL metrics for monitoring", "proto": "tcp", "ports": [6070], "sources": scrapers}
+    assert web["PHP-FPM metrics for the monitoring hosts"] == {
+        "comment": "PHP-FPM metrics for the monitoring hosts", "proto": "tcp", "ports": [9253], "sources": scrapers}
     assert web["HTTP from the load balancers"]["sources"] == addresses(inv, "loadbalancers")
     assert web["uploads sync from the other web hosts"]["sources"] == addresses(inv, "webservers")[1:]
     assert web["uploads pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")
@@ -185,6 +189,11 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
     resolver = rules("dns_resolvers")["recursive DNS for the inventory's hosts"]
     assert set(resolver["sources"]) == {v["stack_address"] for v in hostvars.values()}
     assert rules("dns_authoritative")["authoritative DNS"]["any_source"] is True
+    # BIND's exporter on the site's name servers and resolvers only (not a lab's private root and TLD).
+    bind = {"comment": "BIND metrics for the monitoring hosts", "proto": "tcp", "ports": [9119], "sources": scrapers}
+    for host, wiring in run.items():
+        named = host in group_hosts(inv, "dns_authoritative") + group_hosts(inv, "dns_resolvers")
+        assert (bind in wiring["firewall_rules"]) is named, host
     # SSH from the admin networks only, on every host; a visitor host opens nothing else.
     for host, wiring in run.items():
         assert wiring["firewall_ssh_sources"] == hostvars[host]["stack_admin_networks"] != [], host

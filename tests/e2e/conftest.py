@@ -7,10 +7,40 @@ between the lab's own containers. Nothing leaves the machine."""
 
 import json
 import os
+import time
 
 import pytest
 
 from lablib import ARTIFACTS, Lab
+
+# When this session began: after the converge that brought the lab up (in
+# ./bin/test, the idempotence converge just before). The no-false-positives
+# check (test_monitoring.py) watches the lab from here until the first fault.
+SESSION_START = time.time()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fault(first=False): the test breaks something on purpose (a drill); runs "
+                                       "after the others, first=True before the other drills")
+    config.addinivalue_line("markers", "quiet_check: checks that nothing alerted since the lab's converge; runs "
+                                       "after the tests that break nothing and before the first fault")
+
+
+def run_order(item):
+    """0: tests that break nothing; 1: the quiet check; 2: the drills marked
+    fault(first=True), the monitoring drills, which then start from the quiet
+    lab the check just saw instead of waiting for the alerts of the drills
+    before them to resolve; 3: the other drills."""
+    fault = item.get_closest_marker("fault")
+    if fault:
+        return 2 if fault.kwargs.get("first") else 3
+    return 1 if item.get_closest_marker("quiet_check") else 0
+
+
+def pytest_collection_modifyitems(items):
+    """In run_order's groups, each in its files' order (the drills depend on it)."""
+    items.sort(key=run_order)
+
 
 @pytest.fixture(scope="session")
 def lab():

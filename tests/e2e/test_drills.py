@@ -13,6 +13,8 @@ import pytest
 from conftest import report
 from lablib import docker
 
+pytestmark = pytest.mark.fault
+
 LOOP_SECONDS = 20
 LOOP_INTERVAL = 0.1
 

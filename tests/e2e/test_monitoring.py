@@ -12,7 +12,9 @@ import re
 import socket
 import subprocess
 import time
+import urllib.parse
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import chromium
-from conftest import report
+from conftest import SESSION_START, report
 from lablib import ROOT, docker
 
 RULES = ROOT / "roles/prometheus/files/rules/wordpress-ha.yml"
@@ -138,7 +140,24 @@ def test_prometheus_scrapes_every_exporter_and_loads_every_rule(lab):
     monitored = [h for h in lab.hostvars if h not in lab.hosts("clients") + lab.hosts("routers")]
     assert by_job.get("node") == {h: "up" for h in monitored}, by_job
     assert by_job.get("proxysql") == {p: "up" for p in lab.hosts("proxysql")}, by_job
-    assert set(by_job) == {"haproxy", "mysqld", "proxysql", "node", "site", "dns", "alertmanager", "prometheus"}, by_job
+    # The page cache on every balancer, PHP-FPM on every web host, named on
+    # the site's name servers and resolvers (not the lab's root and TLD).
+    named = lab.hosts("dns_authoritative") + lab.hosts("dns_resolvers")
+    assert by_job.get("varnish") == {lb: "up" for lb in lab.hosts("loadbalancers")}, by_job
+    assert by_job.get("phpfpm") == {web: "up" for web in lab.hosts("webservers")}, by_job
+    assert by_job.get("bind") == {ns: "up" for ns in named}, by_job
+    assert set(by_job) == {"haproxy", "mysqld", "proxysql", "node", "site", "dns", "alertmanager", "prometheus",
+                           "varnish", "phpfpm", "bind"}, by_job
+    # Each exporter reaches its service, and the services' figures move: the
+    # balancer holding the VIP has answered visitors from its cache, each
+    # pool has taken requests, each resolver has answered the probe's queries.
+    assert query(lab, "varnish_up") == {lb: 1.0 for lb in lab.hosts("loadbalancers")}
+    assert query(lab, "sum(varnish_main_client_req)")[None] > 0
+    assert query(lab, "php_fpm_up") == {web: 1.0 for web in lab.hosts("webservers")}
+    assert set(query(lab, "php_fpm_accepted_connections_total > 0")) == set(lab.hosts("webservers"))
+    assert query(lab, "bind_up") == {ns: 1.0 for ns in named}
+    resolvers = lab.hosts("dns_resolvers")
+    assert set(query(lab, 'bind_incoming_requests_total{job="bind",opcode="QUERY"} > 0')) >= set(resolvers)
     # One balancer holds the VIP, as the node exporters' addresses say.
     holders = query(lab, f'node_network_address_info{{address="{lab.vip}"}}')
     assert len(holders) == 1 and set(holders) <= set(lab.hosts("loadbalancers")), holders
@@ -156,17 +175,64 @@ def test_prometheus_scrapes_every_exporter_and_loads_every_rule(lab):
     days = (query(lab, 'probe_ssl_earliest_cert_expiry{job="site"}')[lab.site] - time.time()) / 86400
     assert days > 21, days
     loaded = {r["name"] for g in prometheus(lab, "/api/v1/rules")["groups"] for r in g["rules"]}
-    declared = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    declared = {r.get("alert", r.get("record")) for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
     assert loaded == declared
 
 
+# How long a healthy lab must stay quiet after its converge.
+QUIET_S = 300
+
+
+def quiet_since(lab):
+    """Where the no-false-positives window starts: when bin/lab last finished
+    converging this lab (artifacts/<lab>/converges.jsonl), if that was at
+    most 15 minutes before this session (./bin/test: the lab's converge, its
+    idempotence converge, then this session); otherwise when this session
+    began, after whatever converged the lab."""
+    converges = ROOT / "artifacts" / lab.name / "converges.jsonl"
+    if converges.exists() and converges.read_text().strip():
+        last = json.loads(converges.read_text().strip().splitlines()[-1])
+        ended = datetime.datetime.fromisoformat(last["date"].replace("Z", "+00:00")).timestamp()
+        if 0 <= SESSION_START - ended <= 900:
+            return ended
+    return SESSION_START
+
+
+@pytest.mark.quiet_check
+def test_a_healthy_lab_alerts_nothing_for_five_minutes_after_its_converge(lab):
+    """No false positives: from the end of the converge that brought the lab
+    up until the first drill, while the second converge and the tests that
+    break nothing run (visitors, logins, posts, the page cache, the network
+    path), no alert fires and the receiver hears nothing. Prometheus' own
+    history says so (ALERTS over the whole window); the check waits out the
+    rest of the five minutes if all that took less."""
+    since = quiet_since(lab)
+    elapsed = time.time() - since
+    if elapsed < QUIET_S:
+        time.sleep(QUIET_S - elapsed)
+    window = int(time.time() - since)
+    # Prometheus ran and evaluated its rules through the whole window.
+    started = query(lab, 'process_start_time_seconds{job="prometheus"}')
+    assert started and max(started.values()) < since, started
+    evaluated = query(lab, "time() - prometheus_rule_group_last_evaluation_timestamp_seconds")
+    assert evaluated and max(evaluated.values()) < 30, evaluated
+    firing = query(lab, f'max_over_time(ALERTS{{alertstate="firing"}}[{window}s])')
+    fired = [n for n in notifications(lab, since) if n[1] == "firing"]
+    pending = prometheus(lab, "/api/v1/query?query=" + urllib.parse.quote(
+        f'max_over_time(ALERTS{{alertstate="pending"}}[{window}s])'))["result"]
+    report("alerts_quiet", {"window_s": window, "waited_s": round(max(0.0, QUIET_S - elapsed), 1), "firing": len(firing), "notifications": len(fired),
+                            "pending_at_some_point": sorted({r["metric"]["alertname"] for r in pending})})
+    assert not firing and not fired, (firing, fired)
+
+
+@pytest.mark.fault(first=True)
 def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(lab, tmp_path):
-    """Five faults at once: the replica's SQL thread stopped (ProxySQL takes it
+    """Six faults at once: the replica's SQL thread stopped (ProxySQL takes it
     out of the readers), a web host's
     Apache stopped, the primary set read-only (the site is read-only, as
     after a primary that restarted alone), keepalived stopped on every
-    balancer (no one holds the VIP), an uploads backup that fails (its
-    repository refuses the password). Each fires its alert and nothing else
+    balancer (no one holds the VIP), named stopped on the resolver, an
+    uploads backup that fails (its repository refuses the password). Each fires its alert and nothing else
     fires; each resolves after the repair; nothing is left firing."""
     dbs = lab.hosts("databases")
     writable = [db for db in dbs if sql(lab, db, "SELECT @@read_only") == "0"]
@@ -175,6 +241,7 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
     web = lab.hosts("webservers")[0]
     lbs = lab.hosts("loadbalancers")
     backup = lab.hosts("backups")[0]
+    resolver = lab.hosts("dns_resolvers")[0]
     # A healthy stack fires nothing (earlier drills' alerts have resolved). A
     # backup an earlier drill's fault made fail is run again, as an operator
     # would: its BackupFailed would otherwise last until its next run.
@@ -191,6 +258,8 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
         ("SiteDown", lab.site): None,
         ("VIPHeldByNone", None): None,
         ("BackupFailed", backup): None,
+        ("ResolverDown", resolver): None,
+        ("BindDown", resolver): None,
         **{("WebBackendDown", lb): None for lb in lbs},
     }
     start = time.time()
@@ -201,6 +270,7 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
         sql(lab, primary, "SET GLOBAL read_only = ON")
         for lb in lbs:
             lab.sh(lb, "systemctl stop keepalived")
+        lab.sh(resolver, "systemctl stop named")
         lab.sh(backup, "echo wrong > /root/drill-restic.password && sed 's#\"restic_password_file\": \"[^\"]*\"#"
                        "\"restic_password_file\": \"/root/drill-restic.password\"#' /etc/wpha-backup/config.json > /root/drill-config.json")
         failed = lab.sh(backup, "WPHA_BACKUP_CONFIG=/root/drill-config.json wpha-backup uploads", check=False)
@@ -224,6 +294,7 @@ def test_faults_reach_the_receiver_within_a_minute_and_resolve_after_the_repair(
         lab.sh(backup, "rm -f /root/drill-restic.password /root/drill-config.json; wpha-backup uploads")
         for lb in lbs:
             lab.sh(lb, "systemctl start keepalived")
+        lab.sh(resolver, "systemctl start named")
         sql(lab, primary, "SET GLOBAL read_only = OFF")
         lab.sh(web, "systemctl start apache2")
         sql(lab, replica, "START SLAVE SQL_THREAD")
@@ -271,6 +342,7 @@ def short_lived_certificate(lab, days):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())).decode()
 
 
+@pytest.mark.fault(first=True)
 def test_a_split_between_the_balancers_and_a_certificate_near_its_end_alert_and_resolve(lab):
     """Two faults at the balancers at once. A split: the backup balancer drops
     the VRRP adverts (a table of the drill's own in nftables, ahead of the host

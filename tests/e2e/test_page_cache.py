@@ -8,6 +8,8 @@ or BYPASS (HAProxy did not send it to the cache)."""
 import contextlib
 import time
 
+import pytest
+
 from conftest import report
 
 
@@ -204,6 +206,7 @@ def web_tier_stopped(lab):
                                                  "-b", "wordpress_no_cache=1")[0] for n in range(2))), timeout=30, interval=1)
 
 
+@pytest.mark.fault
 def test_visitors_get_cached_pages_while_every_web_host_is_down(lab, client, site_url):
     url, _ = site_url
     bound = cache_bound(lab)
