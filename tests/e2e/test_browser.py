@@ -55,7 +55,19 @@ def test_a_browser_logs_in_and_publishes_a_post(lab, site_url, browser):
 
         step = "login"
         browser.get(site + "/wp-login.php")
-        wait.until(ec.element_to_be_clickable((By.ID, "user_login"))).send_keys(user)
+        wait.until(ec.element_to_be_clickable((By.ID, "user_login")))
+
+        # wp-login.php focuses and selects this field 200 ms after the page
+        # loads: keys typed before that are replaced by the ones after (seen on
+        # a loaded machine: "admin" arrived as "in"). Type until it holds the name.
+        def user_typed(b):
+            field = b.find_element(By.ID, "user_login")
+            if field.get_attribute("value") == user:
+                return True
+            field.clear()
+            field.send_keys(user)
+            return False
+        wait.until(user_typed)
         browser.find_element(By.ID, "user_pass").send_keys(lab.secret("wordpress_admin_password"))
         browser.find_element(By.ID, "wp-submit").click()
         wait.until(ec.presence_of_element_located((By.ID, "wpadminbar")))
