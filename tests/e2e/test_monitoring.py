@@ -48,17 +48,18 @@ def active_alerts(lab):
     return [(a["labels"]["alertname"], a["state"], a["labels"]) for a in prometheus(lab, "/api/v1/alerts")["alerts"]]
 
 
-def notifications(lab, since):
-    """Every alert the receiver was told about since `since` (epoch s): (received, status, labels)."""
+def receiver_log(lab):
+    """Every notification the lab's receiver kept: (received, alert), one per
+    alert of each notification, oldest first."""
     receiver_file = lab.hostvars[monitoring_host(lab)].get(
         "lab_alert_receiver_file", "/var/lib/lab-alert-receiver/notifications.jsonl")
     out = lab.sh(monitoring_host(lab), f"cat {receiver_file} 2>/dev/null || true").stdout
-    seen = []
-    for line in out.splitlines():
-        note = json.loads(line)
-        if note["received"] >= since:
-            seen += [(note["received"], alert["status"], alert["labels"]) for alert in note["alerts"]]
-    return seen
+    return [(note["received"], alert) for note in map(json.loads, out.splitlines()) for alert in note["alerts"]]
+
+
+def notifications(lab, since):
+    """Every alert the receiver was told about since `since` (epoch s): (received, status, labels)."""
+    return [(received, alert["status"], alert["labels"]) for received, alert in receiver_log(lab) if received >= since]
 
 
 def started_firing(lab, since):
@@ -66,15 +67,10 @@ def started_firing(lab, since):
     `since` (their startsAt, to the second): an alert that began during the
     converge may be notified after it, once Alertmanager, restarted by the
     converge, hears of it again from Prometheus."""
-    receiver_file = lab.hostvars[monitoring_host(lab)].get(
-        "lab_alert_receiver_file", "/var/lib/lab-alert-receiver/notifications.jsonl")
-    started = []
-    for line in lab.sh(monitoring_host(lab), f"cat {receiver_file} 2>/dev/null || true").stdout.splitlines():
-        for alert in json.loads(line)["alerts"]:
-            begun = datetime.datetime.fromisoformat(alert["startsAt"][:19] + "+00:00").timestamp()
-            if alert["status"] == "firing" and begun >= int(since):
-                started.append((alert["startsAt"], alert["labels"]))
-    return started
+    def begun(alert):
+        return datetime.datetime.fromisoformat(alert["startsAt"][:19] + "+00:00").timestamp()
+    return [(alert["startsAt"], alert["labels"]) for _, alert in receiver_log(lab)
+            if alert["status"] == "firing" and begun(alert) >= int(since)]
 
 
 def backup_timers_paused(lab, backup):
