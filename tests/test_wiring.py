@@ -10,6 +10,7 @@ ProxySQL's servers and the zone files. The plays gather no facts, exactly as a
 limited run has none for the hosts it leaves out."""
 
 import functools
+import hashlib
 import shutil
 import subprocess
 
@@ -40,6 +41,7 @@ WIRING = [
     "mariadb_health_user_hosts",
     "proxysql_backends",
     "proxysql_prometheus_enabled",
+
     "node_exporter_address_info",
     "bind9_zones",
     "bind9_root_hints",
@@ -267,3 +269,18 @@ def test_haproxy_waits_longer_than_php_may_run(root, full_runs, inventory):
     # HAProxy for the web host, Varnish for HAProxy, HAProxy for Varnish.
     to_web, to_cache = int(lb["haproxy_timeout_server"][:-1]), int(lb["haproxy_page_cache_timeout_server"][:-1])
     assert to_web < int(lb["varnish_first_byte_timeout"]) < to_cache, lb
+
+
+def test_the_three_tiers_name_one_wordpress_database_account_after_its_password(root, venv_bin, ansible_env, tmp_path):
+    """MariaDB's account, ProxySQL's user and wp-config.php's DB_USER: one name,
+    wordpress_ and 8 hex digits of the password's SHA-256 (a new password is a
+    new account, so a rotation never takes one away from a request)."""
+    run = run_debug_play(root, venv_bin, ansible_env, "lab", tmp_path,
+                         ["wordpress_db_user", "mariadb_app_user", "proxysql_mysql_users", "vault_wordpress_db_password"])
+    inv = inventory_hosts(root, "lab")
+    web, db = group_hosts(inv, "webservers")[0], group_hosts(inv, "databases")[0]
+    password = run[web]["vault_wordpress_db_password"]
+    expected = "wordpress_" + hashlib.sha256(password.encode()).hexdigest()[:8]
+    assert run[web]["wordpress_db_user"] == expected
+    assert run[db]["mariadb_app_user"] == expected
+    assert [u["username"] for u in run[web]["proxysql_mysql_users"]] == [expected]

@@ -1,6 +1,7 @@
 """The lab as its inventory describes it, and ways to act on its hosts: shared
 by the end-to-end tests (conftest.py) and bin/trace (scripts/trace.py)."""
 
+import hashlib
 import json
 import os
 import pathlib
@@ -90,6 +91,37 @@ class Lab:
             ).stdout
             self._vault = yaml.safe_load(out)
         return self._vault["vault_" + name]
+
+    def wordpress_db_user(self):
+        """The WordPress database account: named after its password
+        (stack_wordpress_db_user in group_vars/all.yml)."""
+        return "wordpress_" + hashlib.sha256(self.secret("wordpress_db_password").encode()).hexdigest()[:8]
+
+    def primary(self):
+        """The database that takes writes now (read_only off), whatever the inventory says."""
+        writable = [db for db in self.hosts("databases")
+                    if self.sh(db, "mariadb -N -B -e 'SELECT @@read_only'", check=False).stdout.strip() == "0"]
+        assert len(writable) == 1, f"writable databases: {writable}"
+        return writable[0]
+
+    def set_secret(self, name, value):
+        """Give a secret a new value where the lab keeps it (the lab: its
+        secrets file; the VM-like lab: its vault, re-encrypted), as an
+        operator rotating it would; the next playbook run uses it."""
+        if self.name == "lab":
+            (self.state / "secrets" / name).write_text(value + "\n")
+            return
+        vault = self.inventory / "group_vars/all/vault.yml"
+        vault_cmd = str(ROOT / ".venv/bin/ansible-vault")
+        plain = subprocess.run([vault_cmd, "view", str(vault)], capture_output=True, text=True, check=True,
+                               cwd=ROOT, env=self.env).stdout
+        lines = [f'vault_{name}: "{value}"' if line.startswith(f"vault_{name}:") else line for line in plain.splitlines()]
+        assert lines != plain.splitlines(), f"vault_{name} is not in {vault}"
+        staged = self.state / "vault.yml.new"
+        staged.write_text("\n".join(lines) + "\n")
+        subprocess.run([vault_cmd, "encrypt", str(staged)], capture_output=True, text=True, check=True, cwd=ROOT, env=self.env)
+        staged.replace(vault)
+        self.__dict__.pop("_vault", None)
 
     def site_root(self, web):
         """The WordPress tree on a web host, as deployed (/srv/www/<site name>)."""

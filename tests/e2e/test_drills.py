@@ -5,6 +5,7 @@ order: the database drills last, ending with the lab as the inventory says."""
 
 import contextlib
 import json
+import secrets
 import threading
 import time
 
@@ -58,10 +59,21 @@ def background_loop(lab, host, script, args, max_seconds, warmup=0.0):
     assert figures, f"{script} on {host} returned nothing"
 
 
-def request_loop(lab, client, url, interval=LOOP_INTERVAL, max_seconds=400):
-    """Page views from the client (request_loop.py), started 2 s before the with-block."""
-    return background_loop(lab, client, "request_loop.py", lambda stop: (url, max_seconds, interval, "", stop),
+def request_loop(lab, client, url, interval=LOOP_INTERVAL, max_seconds=400, login=""):
+    """Page views from the client (request_loop.py), started 2 s before the
+    with-block; with login (USER:PASSWORD), a logged-in user's."""
+    return background_loop(lab, client, "request_loop.py", lambda stop: (url, max_seconds, interval, "", stop, login),
                            max_seconds, warmup=2)
+
+
+@contextlib.contextmanager
+def visitors_and_an_author(lab, client, url):
+    """Two request loops from the client while the with-block lasts: page
+    views past the page cache, and the site's admin logged in."""
+    admin = lab.hostvars[lab.hosts("webservers")[0]].get("wordpress_admin_user", "admin")
+    with request_loop(lab, client, url) as visitors, \
+            request_loop(lab, client, url, interval=0.2, login=f"{admin}:{lab.secret('wordpress_admin_password')}") as author:
+        yield visitors, author
 
 
 @pytest.fixture()
@@ -153,6 +165,80 @@ def test_a_rolling_update_costs_no_request(lab, client, site_url):
     assert figures["failed"] == 0, figures
 
 
+def server_starts(lab):
+    """When each database's MariaDB process started, by host."""
+    return {db: int(server_started(lab, db)) for db in lab.hosts("databases")}
+
+
+def test_a_changed_mariadb_setting_restarts_one_server_at_a_time_and_costs_no_request(lab, client, site_url):
+    """A setting MariaDB reads at start only, changed and converged, then the
+    next routine converge (without the change) puts it back: each run
+    restarts every database, the replica first, then the primary once it
+    handed its writes to the replica (the two swap roles, and swap back),
+    while visitors and a logged-in author browse; none of their requests fails."""
+    url, _ = site_url
+    # Two hand-overs: the drills after this one find the inventory's primary.
+    assert lab.primary() == databases(lab)[0], "the drill starts from the inventory's primary"
+    primaries, starts = [lab.primary()], [server_starts(lab)]
+    with visitors_and_an_author(lab, client, url) as (visitors, author):
+        changed_s, _ = lab.playbook("databases.yml", "-e", "mariadb_binlog_expire_seconds=604801")
+        primaries.append(lab.primary())
+        starts.append(server_starts(lab))
+        routine_s, _ = lab.playbook("databases.yml")
+        primaries.append(lab.primary())
+        starts.append(server_starts(lab))
+    report("drill_mariadb_setting", {"visitors": visitors, "author": author, "changed_s": changed_s,
+                                     "routine_s": routine_s, "starts": starts, "primaries": primaries})
+    for run in (1, 2):
+        before, after, primary = starts[run - 1], starts[run], primaries[run - 1]
+        replica = next(db for db in before if db != primary)
+        assert all(after[db] != before[db] for db in before), f"not every database restarted: {starts}"
+        # The replica first, the primary after it (systemd's start times, in µs).
+        assert after[replica] < after[primary], starts
+        # The primary handed its writes over before its restart.
+        assert primaries[run] == replica, primaries
+    assert visitors["sent"] > 200 and author["sent"] > 100, (visitors, author)
+    assert visitors["failed"] == 0, visitors
+    assert author["failed"] == 0, author
+
+
+def app_accounts(lab):
+    """The WordPress database accounts each database and each ProxySQL knows, by host."""
+    accounts = {db: set(sql(lab, db, "SELECT DISTINCT user FROM mysql.user WHERE user LIKE 'wordpress%'").split())
+                for db in lab.hosts("databases")}
+    accounts.update({web: {row[0] for row in lab.proxysql_admin(web, "SELECT username FROM mysql_users")}
+                     for web in lab.hosts("proxysql")})
+    return accounts
+
+
+def test_rotating_the_wordpress_database_password_costs_no_request(lab, client, site_url):
+    """A new WordPress database password in the lab's secrets (the VM-like
+    lab: its vault), then databases.yml alone, then webservers.yml, while
+    visitors and a logged-in author browse: none of their requests fails;
+    after databases.yml both accounts exist, after webservers.yml the old one
+    is gone from every database and every ProxySQL."""
+    url, _ = site_url
+    old = lab.wordpress_db_user()
+    lab.set_secret("wordpress_db_password", secrets.token_hex(12))
+    new = lab.wordpress_db_user()
+    assert new != old
+    with visitors_and_an_author(lab, client, url) as (visitors, author):
+        databases_s, _ = lab.playbook("databases.yml")
+        between = app_accounts(lab)
+        webservers_s, _ = lab.playbook("webservers.yml")
+    after = app_accounts(lab)
+    report("drill_db_password_rotation", {"visitors": visitors, "author": author, "databases_s": databases_s,
+                                          "webservers_s": webservers_s, "between": {h: sorted(a) for h, a in between.items()},
+                                          "after": {h: sorted(a) for h, a in after.items()}})
+    assert all(accounts == {old, new} for accounts in between.values()), between
+    assert all(accounts == {new} for accounts in after.values()), after
+    for web in lab.hosts("webservers"):
+        assert f"'{new}'" in lab.sh(web, f"grep DB_USER {lab.site_root(web)}/wp-config.php").stdout
+    assert visitors["sent"] > 200 and author["sent"] > 100, (visitors, author)
+    assert visitors["failed"] == 0, visitors
+    assert author["failed"] == 0, author
+
+
 def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab):
     """STOP SLAVE SQL_THREAD: within 15 s every read through ProxySQL's split
     port sees a row written since (proxysql-replica-guard takes the replica
@@ -162,7 +248,7 @@ def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab)
     sql(lab, primary, "CREATE TABLE IF NOT EXISTS wordpress.e2e_guard (id BIGINT PRIMARY KEY)")
     lab.wait_until("the table on the replica", lambda: "e2e_guard" in sql(lab, replica, "SHOW TABLES FROM wordpress"), timeout=10)
     row = time.time_ns()
-    reader = (f"MYSQL_PWD={lab.secret('wordpress_db_password')} mariadb -h 127.0.0.1 -P 6033 -u wordpress wordpress "
+    reader = (f"MYSQL_PWD={lab.secret('wordpress_db_password')} mariadb -h 127.0.0.1 -P 6033 -u {lab.wordpress_db_user()} wordpress "
               f"-N -B -e 'SELECT COUNT(*) FROM e2e_guard WHERE id = {row}'")
     figures = {}
     sql(lab, replica, "STOP SLAVE SQL_THREAD")
@@ -216,7 +302,7 @@ def write_loop(lab, table, rate=25, max_seconds=300):
     """Rows written through the first ProxySQL host's writer port (write_loop.py) while the with-block lasts."""
     password = lab.secret("wordpress_db_password")
     return background_loop(lab, lab.hosts("proxysql")[0], "write_loop.py",
-                           lambda stop: ("127.0.0.1", 6034, "wordpress", password, table, max_seconds, rate, stop), max_seconds)
+                           lambda stop: ("127.0.0.1", 6034, lab.wordpress_db_user(), password, table, max_seconds, rate, stop), max_seconds)
 
 
 def table_ids(lab, db, table):
@@ -460,7 +546,7 @@ def reopen_journal(lab, db, since):
 
 def insert_through_proxysql(lab, row_id):
     web = lab.hosts("proxysql")[0]
-    return lab.sh(web, f"MYSQL_PWD={lab.secret('wordpress_db_password')} mariadb -h 127.0.0.1 -P 6034 -u wordpress wordpress "
+    return lab.sh(web, f"MYSQL_PWD={lab.secret('wordpress_db_password')} mariadb -h 127.0.0.1 -P 6034 -u {lab.wordpress_db_user()} wordpress "
                   f"-e 'INSERT INTO {WRITES_TABLE} (id, at) VALUES ({row_id}, 0)'", check=False, timeout=30).returncode == 0
 
 
