@@ -16,7 +16,9 @@ from lablib import docker
 
 pytestmark = pytest.mark.fault
 
-LOOP_SECONDS = 20
+# Long enough for the fault (3 s in), the takeover and several seconds of
+# service after it: a takeover takes at most ~1 s (bin/bench).
+LOOP_SECONDS = 12
 LOOP_INTERVAL = 0.1
 
 
@@ -112,7 +114,7 @@ def test_losing_the_active_load_balancer_moves_the_vip_and_it_returns(lab, clien
         docker("start", master, check=False)
     report(f"drill_{how}_active_lb", figures)
     assert figures["vip_on_backup"]
-    assert figures["sent"] > 150, figures
+    assert figures["sent"] > 90, figures
     assert figures["failed"] <= max_failed, figures
     assert figures["longest_outage_s"] <= max_outage_s, figures
     # With preempt (the stack's default) the VIP moves back to the preferred
@@ -149,8 +151,9 @@ def test_stopping_the_replica_keeps_the_site_serving(lab, client, site_url, rest
     figures = loop_during(lab, client, url, fault)
     report("drill_stop_replica", figures)
     # At most the request in flight when the replica's host vanishes: seen 0 of
-    # 182-194 on the lab (Debian 13), 1 of 167-178 on the VM-like lab (Debian 12).
-    assert figures["sent"] > 100 and figures["failed"] <= 1, figures
+    # 182-194 on the lab (Debian 13), 1 of 167-178 on the VM-like lab (Debian 12),
+    # in 20 s loops.
+    assert figures["sent"] > 80 and figures["failed"] <= 1, figures
 
 
 def test_a_rolling_update_costs_no_request(lab, client, site_url):
@@ -170,38 +173,6 @@ def server_starts(lab):
     return {db: int(server_started(lab, db)) for db in lab.hosts("databases")}
 
 
-def test_a_changed_mariadb_setting_restarts_one_server_at_a_time_and_costs_no_request(lab, client, site_url):
-    """A setting MariaDB reads at start only, changed and converged, then the
-    next routine converge (without the change) puts it back: each run
-    restarts every database, the replica first, then the primary once it
-    handed its writes to the replica (the two swap roles, and swap back),
-    while visitors and a logged-in author browse; none of their requests fails."""
-    url, _ = site_url
-    # Two hand-overs: the drills after this one find the inventory's primary.
-    assert lab.primary() == databases(lab)[0], "the drill starts from the inventory's primary"
-    primaries, starts = [lab.primary()], [server_starts(lab)]
-    with visitors_and_an_author(lab, client, url) as (visitors, author):
-        changed_s, _ = lab.playbook("databases.yml", "-e", "mariadb_binlog_expire_seconds=604801")
-        primaries.append(lab.primary())
-        starts.append(server_starts(lab))
-        routine_s, _ = lab.playbook("databases.yml")
-        primaries.append(lab.primary())
-        starts.append(server_starts(lab))
-    report("drill_mariadb_setting", {"visitors": visitors, "author": author, "changed_s": changed_s,
-                                     "routine_s": routine_s, "starts": starts, "primaries": primaries})
-    for run in (1, 2):
-        before, after, primary = starts[run - 1], starts[run], primaries[run - 1]
-        replica = next(db for db in before if db != primary)
-        assert all(after[db] != before[db] for db in before), f"not every database restarted: {starts}"
-        # The replica first, the primary after it (systemd's start times, in µs).
-        assert after[replica] < after[primary], starts
-        # The primary handed its writes over before its restart.
-        assert primaries[run] == replica, primaries
-    assert visitors["sent"] > 200 and author["sent"] > 100, (visitors, author)
-    assert visitors["failed"] == 0, visitors
-    assert author["failed"] == 0, author
-
-
 def app_accounts(lab):
     """The WordPress database accounts each database and each ProxySQL knows, by host."""
     accounts = {db: set(sql(lab, db, "SELECT DISTINCT user FROM mysql.user WHERE user LIKE 'wordpress%'").split())
@@ -211,30 +182,51 @@ def app_accounts(lab):
     return accounts
 
 
-def test_rotating_the_wordpress_database_password_costs_no_request(lab, client, site_url):
-    """A new WordPress database password in the lab's secrets (the VM-like
-    lab: its vault), then databases.yml alone, then webservers.yml, while
-    visitors and a logged-in author browse: none of their requests fails;
-    after databases.yml both accounts exist, after webservers.yml the old one
-    is gone from every database and every ProxySQL."""
+def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, site_url):
+    """A maintenance window, while visitors and a logged-in author browse:
+    1. a setting MariaDB reads at start only, changed: databases.yml restarts
+       the replica, then the primary once it handed its writes to the replica
+       (the two swap roles);
+    2. a new WordPress database password, and the next routine databases.yml
+       (the setting back: both restart again and swap back): the new account
+       exists beside the old one, which the site still uses;
+    3. webservers.yml: every web host on the new account, the old one gone
+       from every ProxySQL and every database.
+    None of their requests fails."""
     url, _ = site_url
+    # Two hand-overs: the drills after this one find the inventory's primary.
+    assert lab.primary() == databases(lab)[0], "the drill starts from the inventory's primary"
     old = lab.wordpress_db_user()
-    lab.set_secret("wordpress_db_password", secrets.token_hex(12))
-    new = lab.wordpress_db_user()
-    assert new != old
+    primaries, starts, seconds = [lab.primary()], [server_starts(lab)], {}
     with visitors_and_an_author(lab, client, url) as (visitors, author):
-        databases_s, _ = lab.playbook("databases.yml")
+        seconds["setting"], _ = lab.playbook("databases.yml", "-e", "mariadb_binlog_expire_seconds=604801")
+        primaries.append(lab.primary())
+        starts.append(server_starts(lab))
+        lab.set_secret("wordpress_db_password", secrets.token_hex(12))
+        seconds["rotation_databases"], _ = lab.playbook("databases.yml")
+        primaries.append(lab.primary())
+        starts.append(server_starts(lab))
         between = app_accounts(lab)
-        webservers_s, _ = lab.playbook("webservers.yml")
+        seconds["rotation_webservers"], _ = lab.playbook("webservers.yml")
     after = app_accounts(lab)
-    report("drill_db_password_rotation", {"visitors": visitors, "author": author, "databases_s": databases_s,
-                                          "webservers_s": webservers_s, "between": {h: sorted(a) for h, a in between.items()},
-                                          "after": {h: sorted(a) for h, a in after.items()}})
+    new = lab.wordpress_db_user()
+    report("drill_setting_and_rotation", {
+        "visitors": visitors, "author": author, "playbook_s": seconds, "starts": starts, "primaries": primaries,
+        "accounts_between": {h: sorted(a) for h, a in between.items()}, "accounts_after": {h: sorted(a) for h, a in after.items()}})
+    for run in (1, 2):
+        before, now, primary = starts[run - 1], starts[run], primaries[run - 1]
+        replica = next(db for db in before if db != primary)
+        assert all(now[db] != before[db] for db in before), f"not every database restarted: {starts}"
+        # The replica first, the primary after it (systemd's start times, in µs),
+        # once it handed its writes over.
+        assert now[replica] < now[primary], starts
+        assert primaries[run] == replica, primaries
+    assert new != old
     assert all(accounts == {old, new} for accounts in between.values()), between
     assert all(accounts == {new} for accounts in after.values()), after
     for web in lab.hosts("webservers"):
         assert f"'{new}'" in lab.sh(web, f"grep DB_USER {lab.site_root(web)}/wp-config.php").stdout
-    assert visitors["sent"] > 200 and author["sent"] > 100, (visitors, author)
+    assert visitors["sent"] > 300 and author["sent"] > 150, (visitors, author)
     assert visitors["failed"] == 0, visitors
     assert author["failed"] == 0, author
 

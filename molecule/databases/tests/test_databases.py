@@ -469,8 +469,9 @@ def unit_times(h):
 
 def test_a_changed_setting_restarts_one_server_at_a_time_the_replica_first():
     """A setting read at start only (the binlog expiry): the replica restarts,
-    then the primary, never both at once, and the replica's health check
-    waits out the primary's restart instead of failing the run."""
+    then the primary, never both at once; the primary first hands its writes
+    to the replica and restarts as its replica (the two swap roles), and the
+    next routine run (the setting back) swaps them back."""
     setting = "SELECT @@binlog_expire_logs_seconds"
     try:
         started = time.time()
@@ -486,11 +487,18 @@ def test_a_changed_setting_restarts_one_server_at_a_time_the_replica_first():
         # Both restarted in this run, the replica first: the primary left the
         # active state only after the restarted replica had entered it.
         assert started < replica["ActiveExitTimestamp"] < replica["ActiveEnterTimestamp"] < primary["ActiveExitTimestamp"]
-        assert "Slave_IO_Running: Yes" in slave_status(db2) and "Slave_SQL_Running: Yes" in slave_status(db2)
+        # The hand-over: db2 takes the writes, db1 replicates from it.
+        assert root_sql(db2, "SELECT @@read_only").strip() == "0" and root_sql(db1, "SELECT @@read_only").strip() == "1"
+        status = slave_status(db1)
+        assert f"Master_Host: {DB2}" in status and "Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status
     finally:
         proc, out, _ = playbook(ROOT / "playbooks/databases.yml", "--limit", "databases")
     assert proc.returncode == 0, out[-3000:]
     assert root_sql(db1, setting).strip() == "604800"
+    # And back: db1 the primary again, as the later tests expect.
+    assert root_sql(db1, "SELECT @@read_only").strip() == "0"
+    status = slave_status(db2)
+    assert f"Master_Host: {DB1}" in status and "Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status
 
 
 # Last: the promotion changes the topology.
