@@ -24,6 +24,8 @@ def pytest_configure(config):
                                        "after the others, first=True before the other drills")
     config.addinivalue_line("markers", "quiet_check: checks that nothing alerted since the lab's converge; runs "
                                        "after the tests that break nothing and before the first fault")
+    config.addinivalue_line("markers", "only_on(profile, why): runs on that lab alone (LAB_PROFILE), where the "
+                                       "other one adds nothing the suite does not test elsewhere (why says where)")
 
 
 def run_order(item):
@@ -37,8 +39,14 @@ def run_order(item):
     return 1 if item.get_closest_marker("quiet_check") else 0
 
 
-def pytest_collection_modifyitems(items):
-    """In run_order's groups, each in its files' order (the drills depend on it)."""
+def pytest_collection_modifyitems(config, items):
+    """In run_order's groups, each in its files' order (the drills depend on
+    it); a test marked only_on another lab is deselected (the suite's hour)."""
+    profile = os.environ.get("LAB_PROFILE", "lab")
+    other = [item for item in items if (mark := item.get_closest_marker("only_on")) and mark.args[0] != profile]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if item not in other]
     items.sort(key=run_order)
 
 

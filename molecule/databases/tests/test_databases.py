@@ -6,7 +6,6 @@ Measured figures are printed (pytest -s) and appended to
 artifacts/databases-<distro>.txt at the project root.
 """
 
-import datetime
 import json
 import os
 import pathlib
@@ -457,48 +456,6 @@ def test_proxysql_keeps_its_configuration_across_restarts(restart):
     proc, out, _ = playbook(ROOT / "playbooks/databases.yml", "--limit", "dbs-app1")
     assert proc.returncode == 0, out[-3000:]
     assert recap_changed(out, "dbs-app1") == 0, out[-3000:]
-
-
-def unit_times(h):
-    """When MariaDB's unit last left and entered the active state (epoch seconds, microseconds kept)."""
-    out = h.check_output("systemctl show mariadb -p ActiveExitTimestamp -p ActiveEnterTimestamp --timestamp=us+utc")
-    fields = dict(line.split("=", 1) for line in out.splitlines())
-    return {k: datetime.datetime.strptime(v, "%a %Y-%m-%d %H:%M:%S.%f %Z").replace(tzinfo=datetime.timezone.utc).timestamp()
-            for k, v in fields.items() if v}
-
-
-def test_a_changed_setting_restarts_one_server_at_a_time_the_replica_first():
-    """A setting read at start only (the binlog expiry): the replica restarts,
-    then the primary, never both at once; the primary first hands its writes
-    to the replica and restarts as its replica (the two swap roles), and the
-    next routine run (the setting back) swaps them back."""
-    setting = "SELECT @@binlog_expire_logs_seconds"
-    try:
-        started = time.time()
-        proc, out, took = playbook(ROOT / "playbooks/databases.yml", "--limit", "databases",
-                                   "-e", "mariadb_binlog_expire_seconds=604801")
-        assert proc.returncode == 0, out[-3000:]
-        assert root_sql(db1, setting).strip() == root_sql(db2, setting).strip() == "604801"
-        primary, replica = unit_times(db1), unit_times(db2)
-        gap = primary["ActiveExitTimestamp"] - replica["ActiveEnterTimestamp"]
-        record(f"a setting changed: the replica restarted in {replica['ActiveEnterTimestamp'] - replica['ActiveExitTimestamp']:.2f} s, "
-               f"the primary's restart began {gap:.2f} s after the replica was back and took "
-               f"{primary['ActiveEnterTimestamp'] - primary['ActiveExitTimestamp']:.2f} s; the run {took:.1f} s")
-        # Both restarted in this run, the replica first: the primary left the
-        # active state only after the restarted replica had entered it.
-        assert started < replica["ActiveExitTimestamp"] < replica["ActiveEnterTimestamp"] < primary["ActiveExitTimestamp"]
-        # The hand-over: db2 takes the writes, db1 replicates from it.
-        assert root_sql(db2, "SELECT @@read_only").strip() == "0" and root_sql(db1, "SELECT @@read_only").strip() == "1"
-        status = slave_status(db1)
-        assert f"Master_Host: {DB2}" in status and "Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status
-    finally:
-        proc, out, _ = playbook(ROOT / "playbooks/databases.yml", "--limit", "databases")
-    assert proc.returncode == 0, out[-3000:]
-    assert root_sql(db1, setting).strip() == "604800"
-    # And back: db1 the primary again, as the later tests expect.
-    assert root_sql(db1, "SELECT @@read_only").strip() == "0"
-    status = slave_status(db2)
-    assert f"Master_Host: {DB1}" in status and "Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status
 
 
 # Last: the promotion changes the topology.
