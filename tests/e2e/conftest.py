@@ -22,6 +22,9 @@ SESSION_START = time.time()
 def pytest_configure(config):
     config.addinivalue_line("markers", "fault(first=False): the test breaks something on purpose (a drill); runs "
                                        "after the others, first=True before the other drills")
+    config.addinivalue_line("markers", "routine: a drill of an operator's routine work on a healthy site (a "
+                                       "rolling update, a restart, a rotation), which must break and alert nothing; "
+                                       "runs after the tests that break nothing, inside the quiet check's window")
     config.addinivalue_line("markers", "quiet_check: checks that nothing alerted since the lab's converge; runs "
                                        "after the tests that break nothing and before the first fault")
     config.addinivalue_line("markers", "only_on(profile, why): runs on that lab alone (LAB_PROFILE), where the "
@@ -29,14 +32,18 @@ def pytest_configure(config):
 
 
 def run_order(item):
-    """0: tests that break nothing; 1: the quiet check; 2: the drills marked
+    """0: tests that break nothing; 1: the routine drills, which the quiet
+    check then holds to alerting nothing (and whose minutes it would
+    otherwise wait out); 2: the quiet check; 3: the drills marked
     fault(first=True), the monitoring drills, which then start from the quiet
     lab the check just saw instead of waiting for the alerts of the drills
-    before them to resolve; 3: the other drills."""
+    before them to resolve; 4: the other drills."""
+    if item.get_closest_marker("routine"):
+        return 1
     fault = item.get_closest_marker("fault")
     if fault:
-        return 2 if fault.kwargs.get("first") else 3
-    return 1 if item.get_closest_marker("quiet_check") else 0
+        return 3 if fault.kwargs.get("first") else 4
+    return 2 if item.get_closest_marker("quiet_check") else 0
 
 
 def pytest_collection_modifyitems(config, items):

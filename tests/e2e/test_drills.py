@@ -1,7 +1,10 @@
 """Failover drills: a fault is injected while a bounded request loop runs from
 the client against the VIP; each drill reports requests sent, requests failed
 and the longest outage (artifacts/e2e/<drill>.json). They run in this file's
-order: the database drills last, ending with the lab as the inventory says."""
+order: the database drills last, ending with the lab as the inventory says.
+The drills of routine work (marked routine: a rolling update, a restart, a
+rotation) run before the others, inside the window in which the quiet check
+(test_monitoring.py) holds the lab to alerting nothing."""
 
 import contextlib
 import json
@@ -156,6 +159,7 @@ def test_stopping_the_replica_keeps_the_site_serving(lab, client, site_url, rest
     assert figures["sent"] > 80 and figures["failed"] <= 1, figures
 
 
+@pytest.mark.routine
 def test_a_rolling_update_costs_no_request(lab, client, site_url):
     url, _ = site_url
     with request_loop(lab, client, url) as figures:
@@ -182,6 +186,7 @@ def app_accounts(lab):
     return accounts
 
 
+@pytest.mark.routine
 def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, site_url):
     """A maintenance window, while visitors and a logged-in author browse:
     1. a setting MariaDB reads at start only, changed: databases.yml restarts

@@ -213,9 +213,10 @@ def quiet_since(lab):
 @pytest.mark.quiet_check
 def test_a_healthy_lab_alerts_nothing_for_five_minutes_after_its_converge(lab):
     """No false positives: from the end of the converge that brought the lab
-    up until the first drill, while the second converge and the tests that
-    break nothing run (visitors, logins, posts, the page cache, the network
-    path), no alert fires: Prometheus' own history says so (ALERTS over the
+    up until the first fault, while the second converge, the tests that
+    break nothing (visitors, logins, posts, the page cache, the network path)
+    and the drills of routine work (a rolling update, MariaDB restarted for a
+    setting, a password rotated) run, no alert fires: Prometheus' own history says so (ALERTS over the
     whole window), and the receiver is told of no alert that began in it.
     The check waits out the rest of the five minutes if all that took less."""
     since = quiet_since(lab)
