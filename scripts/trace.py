@@ -2,10 +2,11 @@
 """One page load from the lab's client C2, captured at every hop (bin/trace).
 
 With cold caches (ARP on every hop, the resolver's DNS cache, the balancers'
-page cache, so the page comes from a web host), tcpdump runs on
+page cache, and a query string no cache has seen, so the page comes from a
+web host even if the monitoring's probe of / refilled the cache meanwhile), tcpdump runs on
 each interface of C2, of the routers between C2 and the stack, of the
 resolver, of the load balancer holding the VIP and of the web hosts; C2 then
-loads https://www.<domain>/ once with curl (its TLS keys logged, so the
+loads https://www.<domain>/?trace=<time> once with curl (its TLS keys logged, so the
 captures can be decrypted). The captures come back to artifacts/trace/ and
 are read with tshark only: every line of the report is a packet tshark
 decoded, at the capture point that saw it.
@@ -145,7 +146,10 @@ class Trace:
             self.lab.wait_until(f"tcpdump on {host} {iface}", lambda: "listening on" in self.lab.sh(
                 host, f"cat {REMOTE_DIR}/{iface}.err", check=False).stdout, timeout=10, interval=0.1)
         # The page load itself, as a visitor on C2 would.
-        url = f"https://{self.lab.site}/"
+        # A URL of its own: Prometheus' blackbox probe loads / every 10 s
+        # through the VIP and may put it back in the page cache after the ban
+        # (seen: 2 runs in a row, 2026-12-06); WordPress answers the front page.
+        url = self.url = f"https://{self.lab.site}/?trace={int(time.time())}"
         curl = self.lab.sh(self.client, f"SSLKEYLOGFILE={REMOTE_DIR}/keys.log curl -sS -o /dev/null --max-time 20 "
                                         f"-w '%{{json}}' {url}", check=False)
         try:
@@ -297,7 +301,7 @@ class Trace:
     def write(self):
         data = {
             "client": self.client, "client_address": self.client_ip, "routers": self.routers,
-            "resolver": self.resolver, "load_balancer": self.lb, "vip": self.vip, "url": f"https://{self.lab.site}/",
+            "resolver": self.resolver, "load_balancer": self.lb, "vip": self.vip, "url": self.url,
             "curl": {k: self.curl.get(k) for k in ("response_code", "http_version", "remote_ip", "time_namelookup",
                                                    "time_connect", "time_appconnect", "time_total")},
             "captures": [f"pcap/{h}-{i}.pcap" for h, i, _ in self.points],
