@@ -152,6 +152,13 @@ def test_stopping_the_replica_keeps_the_site_serving(lab, client, site_url, rest
         docker("stop", "-t", "10", replica, check=True)
 
     figures = loop_during(lab, client, url, fault)
+    # The drill ends when the replica serves reads again, as an operator
+    # would wait for before the next change (and the next drill needs).
+    docker("start", replica, check=False)
+    started = time.monotonic()
+    lab.wait_until(f"{replica} back in every ProxySQL's readers", lambda: all(
+        lab.proxysql_readers(web).get(lab.address(replica)) == "ONLINE" for web in lab.hosts("proxysql")), timeout=120)
+    figures["started_to_back_in_readers_s"] = round(time.monotonic() - started, 1)
     report("drill_stop_replica", figures)
     # At most the request in flight when the replica's host vanishes: seen 0 of
     # 182-194 on the lab (Debian 13), 1 of 167-178 on the VM-like lab (Debian 12),
@@ -242,6 +249,10 @@ def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab)
     out of the readers on every web host); START SLAVE: it comes back."""
     primary, replica = databases(lab)
     webs = lab.hosts("proxysql")
+    # From a replica in the readers (a shunned one is out already, and the
+    # guard leaves it to ProxySQL).
+    lab.wait_until(f"{replica} in every ProxySQL's readers", lambda: all(
+        lab.proxysql_readers(web).get(lab.address(replica)) == "ONLINE" for web in webs), timeout=60)
     sql(lab, primary, "CREATE TABLE IF NOT EXISTS wordpress.e2e_guard (id BIGINT PRIMARY KEY)")
     lab.wait_until("the table on the replica", lambda: "e2e_guard" in sql(lab, replica, "SHOW TABLES FROM wordpress"), timeout=10)
     row = time.time_ns()
