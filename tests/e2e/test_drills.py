@@ -143,6 +143,14 @@ def test_stopping_a_web_host_costs_no_request(lab, client, site_url, restart_aft
     assert figures["failed"] == 0, figures
 
 
+def wait_replica_in_readers(lab, replica, what, timeout):
+    """Wait until the replica is ONLINE in every ProxySQL's readers; the seconds it took."""
+    started = time.monotonic()
+    lab.wait_until(what, lambda: all(
+        lab.proxysql_readers(web).get(lab.address(replica)) == "ONLINE" for web in lab.hosts("proxysql")), timeout=timeout)
+    return round(time.monotonic() - started, 1)
+
+
 def test_stopping_the_replica_keeps_the_site_serving(lab, client, site_url, restart_after):
     url, _ = site_url
     replica = next(h for h in lab.hosts("databases") if lab.hostvars[h].get("mariadb_replication_role") == "replica")
@@ -155,10 +163,7 @@ def test_stopping_the_replica_keeps_the_site_serving(lab, client, site_url, rest
     # The drill ends when the replica serves reads again, as an operator
     # would wait for before the next change (and the next drill needs).
     docker("start", replica, check=False)
-    started = time.monotonic()
-    lab.wait_until(f"{replica} back in every ProxySQL's readers", lambda: all(
-        lab.proxysql_readers(web).get(lab.address(replica)) == "ONLINE" for web in lab.hosts("proxysql")), timeout=120)
-    figures["started_to_back_in_readers_s"] = round(time.monotonic() - started, 1)
+    figures["started_to_back_in_readers_s"] = wait_replica_in_readers(lab, replica, f"{replica} back in every ProxySQL's readers", 120)
     report("drill_stop_replica", figures)
     # At most the request in flight when the replica's host vanishes: seen 0 of
     # 182-194 on the lab (Debian 13), 1 of 167-178 on the VM-like lab (Debian 12),
@@ -251,8 +256,7 @@ def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab)
     webs = lab.hosts("proxysql")
     # From a replica in the readers (a shunned one is out already, and the
     # guard leaves it to ProxySQL).
-    lab.wait_until(f"{replica} in every ProxySQL's readers", lambda: all(
-        lab.proxysql_readers(web).get(lab.address(replica)) == "ONLINE" for web in webs), timeout=60)
+    wait_replica_in_readers(lab, replica, f"{replica} in every ProxySQL's readers", 60)
     sql(lab, primary, "CREATE TABLE IF NOT EXISTS wordpress.e2e_guard (id BIGINT PRIMARY KEY)")
     lab.wait_until("the table on the replica", lambda: "e2e_guard" in sql(lab, replica, "SHOW TABLES FROM wordpress"), timeout=10)
     row = time.time_ns()
@@ -277,10 +281,7 @@ def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab)
         assert full["ok"] and full["source"] == primary and full["why"] == f"the primary {primary}: no replica is in sync", full
     finally:
         sql(lab, replica, "START SLAVE SQL_THREAD")
-    started = time.monotonic()
-    lab.wait_until("the replica back in the readers", lambda: all(
-        lab.proxysql_readers(web).get(lab.address(replica)) == "ONLINE" for web in webs), timeout=20)
-    figures["started_to_back_s"] = round(time.monotonic() - started, 1)
+    figures["started_to_back_s"] = wait_replica_in_readers(lab, replica, "the replica back in the readers", 20)
     report("drill_replica_sql_thread_stopped", figures)
     assert figures["stopped_to_reads_fresh_s"] < 15, figures
 
