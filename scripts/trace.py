@@ -369,8 +369,14 @@ class Trace:
         ]
         lines = ["## The walk-through", "",
                  "| # | step | layer; PDU | links crossed: sender -> receiver (TTL on that link) |", "| ---: | --- | --- | --- |"]
+        # In order: each step after the one before it. The resolver also
+        # answers Prometheus' DNS probe, whose walk of the tree may come first.
+        position = 0
         for title, match in wanted:
-            step = next((s for s in steps if match(s["summary"])), None)
+            index = next((i for i, s in enumerate(steps) if i >= position and match(s["summary"])), None)
+            step = None if index is None else steps[index]
+            if step:
+                position = index + 1
             if not step:
                 lines.append(f"| | {title}: not seen in the captures | | |")
                 continue
