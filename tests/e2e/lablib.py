@@ -92,10 +92,14 @@ class Lab:
             self._vault = yaml.safe_load(out)
         return self._vault["vault_" + name]
 
+    def account(self, prefix, secret):
+        """A database account named after its password (group_vars/all.yml:
+        stack_wordpress_db_user, stack_replication_user, stack_monitor_user)."""
+        return f"{prefix}_" + hashlib.sha256(self.secret(secret).encode()).hexdigest()[:8]
+
     def wordpress_db_user(self):
-        """The WordPress database account: named after its password
-        (stack_wordpress_db_user in group_vars/all.yml)."""
-        return "wordpress_" + hashlib.sha256(self.secret("wordpress_db_password").encode()).hexdigest()[:8]
+        """The WordPress database account."""
+        return self.account("wordpress", "wordpress_db_password")
 
     def primary(self):
         """The database that takes writes now (read_only off), whatever the inventory says."""

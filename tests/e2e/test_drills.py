@@ -191,11 +191,39 @@ def server_starts(lab):
 
 def app_accounts(lab):
     """The WordPress database accounts each database and each ProxySQL knows, by host."""
-    accounts = {db: set(sql(lab, db, "SELECT DISTINCT user FROM mysql.user WHERE user LIKE 'wordpress%'").split())
-                for db in lab.hosts("databases")}
+    accounts = {db: db_accounts(lab, db, "wordpress") for db in lab.hosts("databases")}
     accounts.update({web: {row[0] for row in lab.proxysql_admin(web, "SELECT username FROM mysql_users")}
                      for web in lab.hosts("proxysql")})
     return accounts
+
+
+def db_accounts(lab, db, prefix):
+    """The accounts of a database whose names start with prefix."""
+    return set(sql(lab, db, f"SELECT DISTINCT user FROM mysql.user WHERE user LIKE '{prefix}%'").split())
+
+
+def service_accounts(lab, since_us):
+    """Who replicates and who monitors, as each consumer says, and every
+    'Access denied' their logs hold since since_us (µs since the epoch)."""
+    found = {"accounts": {}, "replicating_with": {}, "monitoring_with": {}, "guard_with": {}, "denied": {}}
+    for db in lab.hosts("databases"):
+        found["accounts"][db] = {kind: sorted(db_accounts(lab, db, kind)) for kind in ("replication", "proxysql_monitor")}
+        status = lab.sh(db, "mariadb -e 'SHOW SLAVE STATUS\\G'").stdout
+        fields = dict(line.strip().split(": ", 1) for line in status.splitlines() if ": " in line)
+        if fields:
+            found["replicating_with"][db] = (fields["Master_User"], fields["Slave_IO_Running"], fields["Slave_SQL_Running"])
+    for web in lab.hosts("proxysql"):
+        found["monitoring_with"][web] = lab.proxysql_admin(
+            web, "SELECT variable_value FROM runtime_global_variables WHERE variable_name = \"mysql-monitor_username\"")[0][0]
+        found["guard_with"][web] = json.loads(lab.sh(web, "cat /etc/proxysql-replica-guard.json").stdout)["monitor_user"]
+        denied = 0
+        for log in ("mysql_server_connect_log", "mysql_server_ping_log"):
+            column = "connect_error" if log.endswith("connect_log") else "ping_error"
+            denied += int(lab.proxysql_admin(web, f"SELECT COUNT(*) FROM monitor.{log} WHERE time_start_us > {since_us} "
+                                                  f"AND {column} LIKE \"%Access denied%\"")[0][0])
+        journal = lab.sh(web, f"journalctl -u proxysql-replica-guard --since @{since_us // 1_000_000} -o cat", check=False).stdout
+        found["denied"][web] = denied + journal.count("Access denied")
+    return found
 
 
 @pytest.mark.routine
@@ -204,9 +232,13 @@ def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, s
     1. a setting MariaDB reads at start only, changed: databases.yml restarts
        the replica, then the primary once it handed its writes to the replica
        (the two swap roles);
-    2. a new WordPress database password, and the next routine databases.yml
-       (the setting back: both restart again and swap back): the new account
-       exists beside the old one, which the site still uses;
+    2. new passwords for the WordPress, replication, monitor and health
+       accounts, and the next routine databases.yml (the setting back: both
+       restart again and swap back): the new WordPress account exists beside
+       the old one, which the site still uses; the replica replicates, every
+       ProxySQL and replica guard monitors with the new accounts, the old
+       replication and monitor accounts are gone, and no log of theirs
+       holds an "Access denied";
     3. webservers.yml: every web host on the new account, the old one gone
        from every ProxySQL and every database.
     None of their requests fails."""
@@ -214,22 +246,31 @@ def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, s
     # Two hand-overs: the drills after this one find the inventory's primary.
     assert lab.primary() == databases(lab)[0], "the drill starts from the inventory's primary"
     old = lab.wordpress_db_user()
+    old_service = (lab.account("replication", "mariadb_replication_password"),
+                   lab.account("proxysql_monitor", "mariadb_monitor_password"))
     primaries, starts, seconds = [lab.primary()], [server_starts(lab)], {}
     with visitors_and_an_author(lab, client, url) as (visitors, author):
         seconds["setting"], _ = lab.playbook("databases.yml", "-e", "mariadb_binlog_expire_seconds=604801")
         primaries.append(lab.primary())
         starts.append(server_starts(lab))
-        lab.set_secret("wordpress_db_password", secrets.token_hex(12))
+        for name in ("wordpress_db_password", "mariadb_replication_password", "mariadb_monitor_password", "mariadb_health_password"):
+            lab.set_secret(name, secrets.token_hex(12))
+        rotated_us = time.time_ns() // 1000
         seconds["rotation_databases"], _ = lab.playbook("databases.yml")
         primaries.append(lab.primary())
         starts.append(server_starts(lab))
         between = app_accounts(lab)
+        service = service_accounts(lab, rotated_us)
         seconds["rotation_webservers"], _ = lab.playbook("webservers.yml")
     after = app_accounts(lab)
     new = lab.wordpress_db_user()
+    replication, monitor = lab.account("replication", "mariadb_replication_password"), lab.account("proxysql_monitor", "mariadb_monitor_password")
+    health = {db: lab.sh(db, f"MYSQL_PWD={lab.secret('mariadb_health_password')} mariadb -u health -N -B -e 'SELECT 1'",
+                         check=False).stdout.strip() for db in lab.hosts("databases")}
     report("drill_setting_and_rotation", {
         "visitors": visitors, "author": author, "playbook_s": seconds, "starts": starts, "primaries": primaries,
-        "accounts_between": {h: sorted(a) for h, a in between.items()}, "accounts_after": {h: sorted(a) for h, a in after.items()}})
+        "accounts_between": {h: sorted(a) for h, a in between.items()}, "accounts_after": {h: sorted(a) for h, a in after.items()},
+        "service_accounts": service, "health_login": health})
     for run in (1, 2):
         before, now, primary = starts[run - 1], starts[run], primaries[run - 1]
         replica = next(db for db in before if db != primary)
@@ -238,8 +279,15 @@ def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, s
         # once it handed its writes over.
         assert now[replica] < now[primary], starts
         assert primaries[run] == replica, primaries
-    assert new != old
+    assert new != old and replication != old_service[0] and monitor != old_service[1]
     assert all(accounts == {old, new} for accounts in between.values()), between
+    # The replication and monitor accounts moved within databases.yml itself.
+    assert all(a == {"replication": [replication], "proxysql_monitor": [monitor]} for a in service["accounts"].values()), service
+    assert set(service["replicating_with"].values()) == {(replication, "Yes", "Yes")}, service
+    assert len(service["replicating_with"]) == len(lab.hosts("databases")) - 1, service
+    assert set(service["monitoring_with"].values()) == {monitor} and set(service["guard_with"].values()) == {monitor}, service
+    assert set(service["denied"].values()) == {0}, service
+    assert set(health.values()) == {"1"}, health
     assert all(accounts == {new} for accounts in after.values()), after
     for web in lab.hosts("webservers"):
         assert f"'{new}'" in lab.sh(web, f"grep DB_USER {lab.site_root(web)}/wp-config.php").stdout
