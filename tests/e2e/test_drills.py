@@ -8,6 +8,7 @@ rotation) run before the others, inside the window in which the quiet check
 
 import contextlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -209,7 +210,7 @@ def service_accounts(lab, since_us):
     for db in lab.hosts("databases"):
         found["accounts"][db] = {kind: sorted(db_accounts(lab, db, kind)) for kind in ("replication", "proxysql_monitor")}
         status = lab.sh(db, "mariadb -e 'SHOW SLAVE STATUS\\G'").stdout
-        fields = dict(line.strip().split(": ", 1) for line in status.splitlines() if ": " in line)
+        fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in status.splitlines()[1:])}
         if fields:
             found["replicating_with"][db] = (fields["Master_User"], fields["Slave_IO_Running"], fields["Slave_SQL_Running"])
     for web in lab.hosts("proxysql"):
@@ -226,6 +227,21 @@ def service_accounts(lab, since_us):
     return found
 
 
+def code_sync_steps(output):
+    """The wordpress role's code sync steps a playbook's output shows, in
+    order: (first word of the task, web host, balancer or None)."""
+    steps, task = [], None
+    for line in output.splitlines():
+        header = re.match(r"TASK \[wordpress : sync \| (\w+)", line)
+        if line.startswith("TASK ["):
+            task = header.group(1) if header else None
+        elif task in ("Drain", "Copy", "Put"):
+            done = re.match(r"(?:ok|changed): \[(\S+?)(?: -> (\S+?))?\]", line)
+            if done:
+                steps.append((task, done.group(1), done.group(2)))
+    return steps
+
+
 @pytest.mark.routine
 def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, site_url):
     """A maintenance window, while visitors and a logged-in author browse:
@@ -239,8 +255,11 @@ def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, s
        ProxySQL and replica guard monitors with the new accounts, the old
        replication and monitor accounts are gone, and no log of theirs
        holds an "Access denied";
-    3. webservers.yml: every web host on the new account, the old one gone
-       from every ProxySQL and every database.
+    3. a changed file in every web host's code tree (an older time on
+       wp-login.php, as a new release would bring), and webservers.yml: every
+       web host on the new account, the old one gone from every ProxySQL and
+       every database; the code copied one web host at a time, each drained
+       on every balancer and back UP before the next starts.
     None of their requests fails."""
     url, _ = site_url
     # Two hand-overs: the drills after this one find the inventory's primary.
@@ -261,7 +280,11 @@ def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, s
         starts.append(server_starts(lab))
         between = app_accounts(lab)
         service = service_accounts(lab, rotated_us)
-        seconds["rotation_webservers"], _ = lab.playbook("webservers.yml")
+        webs = lab.hosts("webservers")
+        for web in webs:
+            lab.sh(web, f"touch -d 2001-01-01 {lab.site_root(web)}/wp-login.php")
+        seconds["rotation_webservers"], output = lab.playbook("webservers.yml")
+    sync = code_sync_steps(output)
     after = app_accounts(lab)
     new = lab.wordpress_db_user()
     replication, monitor = lab.account("replication", "mariadb_replication_password"), lab.account("proxysql_monitor", "mariadb_monitor_password")
@@ -270,7 +293,7 @@ def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, s
     report("drill_setting_and_rotation", {
         "visitors": visitors, "author": author, "playbook_s": seconds, "starts": starts, "primaries": primaries,
         "accounts_between": {h: sorted(a) for h, a in between.items()}, "accounts_after": {h: sorted(a) for h, a in after.items()},
-        "service_accounts": service, "health_login": health})
+        "service_accounts": service, "health_login": health, "code_sync": sync})
     for run in (1, 2):
         before, now, primary = starts[run - 1], starts[run], primaries[run - 1]
         replica = next(db for db in before if db != primary)
@@ -288,6 +311,12 @@ def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, s
     assert set(service["monitoring_with"].values()) == {monitor} and set(service["guard_with"].values()) == {monitor}, service
     assert set(service["denied"].values()) == {0}, service
     assert set(health.values()) == {"1"}, health
+    # One web host at a time: drained on every balancer, copied, back UP, then the next.
+    lbs = lab.hosts("loadbalancers")
+    assert sync == [step for web in webs for step in [("Drain", web, lb) for lb in lbs] + [("Copy", web, None)]
+                    + [("Put", web, lb) for lb in lbs]], sync
+    for web in webs:
+        assert "2001" not in lab.sh(web, f"date -r {lab.site_root(web)}/wp-login.php +%Y").stdout, web
     assert all(accounts == {new} for accounts in after.values()), after
     for web in lab.hosts("webservers"):
         assert f"'{new}'" in lab.sh(web, f"grep DB_USER {lab.site_root(web)}/wp-config.php").stdout
