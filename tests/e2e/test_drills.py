@@ -236,7 +236,8 @@ def code_sync_steps(output):
         if line.startswith("TASK ["):
             task = header.group(1) if header else None
         elif task in ("Drain", "Copy", "Put"):
-            done = re.match(r"(?:ok|changed): \[(\S+?)(?: -> (\S+?))?\]", line)
+            # changed: [web1 -> lb1] or, with ansible_host set, [web1 -> lb1(10.214.0.11)]
+            done = re.match(r"(?:ok|changed): \[([^\]\s]+)(?: -> ([^\]\s(]+)[^\]]*)?\]", line)
             if done:
                 steps.append((task, done.group(1), done.group(2)))
     return steps
