@@ -14,9 +14,9 @@ topology = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(topology)
 
 
-def state(address, read_only=True, replica_of="", binlog_state=""):
+def state(address, read_only=True, replica_of="", binlog_state="", user="replication"):
     return {"answers": True, "address": address, "read_only": read_only, "is_replica": bool(replica_of),
-            "master_host": replica_of, "binlog_state": binlog_state}
+            "master_host": replica_of, "master_user": user if replica_of else "", "binlog_state": binlog_state}
 
 
 SILENT = {"answers": False, "address": "10.0.0.9"}
@@ -68,6 +68,16 @@ def test_a_replica_of_another_server_is_repointed():
         "db3": state("10.0.0.3", binlog_state="0-1-9"),
     }, "db1")
     assert live["join"] == {"db1": "none", "db2": "repoint", "db3": "gtid"}
+
+
+def test_a_replica_on_an_earlier_replication_account_is_repointed_to_the_current_one():
+    states = {
+        "db1": state("10.0.0.1", read_only=False, binlog_state="0-1-10"),
+        "db2": state("10.0.0.2", replica_of="10.0.0.1", binlog_state="0-1-10", user="replication_1c231429"),
+    }
+    assert topology.live_topology(states, "db1", "replication_adc15d43")["join"] == {"db1": "none", "db2": "repoint"}
+    assert topology.live_topology(states, "db1", "replication_1c231429")["join"] == {"db1": "none", "db2": "none"}
+    assert topology.live_topology(states, "db1")["join"] == {"db1": "none", "db2": "none"}
 
 
 @pytest.mark.parametrize("state_, reference, beyond", [

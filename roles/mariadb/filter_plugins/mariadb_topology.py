@@ -1,7 +1,7 @@
 """Filters of the mariadb role: the live topology of the databases.
 
     mariadb_gtids_beyond(state, reference)   GTIDs of a gtid_binlog_state that reference lacks
-    mariadb_live_topology(states, inventory_primary)
+    mariadb_live_topology(states, inventory_primary, replication_user)
                                              the live primary and how each server joins it
 
 The GTID helpers live in files/mariadb_reopen.py, the program that reopens a
@@ -18,12 +18,15 @@ _spec.loader.exec_module(_reopen)
 gtids_beyond = _reopen.gtids_beyond
 
 
-def live_topology(states, inventory_primary):
+def live_topology(states, inventory_primary, replication_user=None):
     """Derive the live primary from each database's live state.
 
     states: {host: {"answers": bool, "address": str, "read_only": bool,
-                    "is_replica": bool, "master_host": str, "threads_run": bool,
-                    "binlog_state": str}}
+                    "is_replica": bool, "master_host": str, "master_user": str,
+                    "threads_run": bool, "binlog_state": str}}
+    replication_user: the account replicas should log in with; a replica of
+    the primary that uses another (a rotated password is a new account) is
+    repointed. None: the account is not checked.
     Returns {"primary", "how" (writable | replicated | inventory), "writable",
     "join": {host: none | repoint | gtid | seed | divergent}, "beyond": {host: [gtid]}}.
 
@@ -56,7 +59,8 @@ def live_topology(states, inventory_primary):
         beyond[host] = gtids_beyond(s.get("binlog_state", ""), ref)
         if beyond[host]:
             join[host] = "divergent"
-        elif s["is_replica"] and s.get("master_host") == states.get(primary, {}).get("address"):
+        elif (s["is_replica"] and s.get("master_host") == states.get(primary, {}).get("address")
+              and replication_user in (None, s.get("master_user"))):
             join[host] = "none"
         elif s["is_replica"]:
             join[host] = "repoint"
