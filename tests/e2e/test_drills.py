@@ -725,7 +725,8 @@ def test_a_bad_delete_is_undone_by_a_point_in_time_restore(lab, client, site_url
     # after them (the third post is only there).
     before = [lab.wp_publish(client, url, f"restore {stamp} before {i}") for i in range(2)]
     lab.sh(backup, "wpha-backup full && wpha-backup incremental")
-    assert backup_status(lab)["incremental"]["kind"] == "incremental", backup_status(lab)["incremental"]
+    taken = backup_status(lab)
+    assert taken["incremental"]["kind"] == "incremental", taken["incremental"]
     before.append(lab.wp_publish(client, url, f"restore {stamp} before 2"))
     assert all(p.get("status") == "publish" for p in before), before
     upload(f"restore-{stamp}-before.txt")
@@ -753,11 +754,19 @@ def test_a_bad_delete_is_undone_by_a_point_in_time_restore(lab, client, site_url
         assert refused.returncode == 3 and says in json.loads(refused.stdout)["refused"], refused.stdout
     assert {db: (server_started(lab, db), sql(lab, db, "CHECKSUM TABLE wordpress.wp_posts")) for db in (primary, replica)} == untouched
 
+    # The plan starts from the drill's full and takes its incremental; the
+    # hourly incremental may join the chain too (it did in CI, when the drill
+    # ran at minute 15), and the restore must then take both.
+    plan = json.loads(lab.sh(backup, f"wpha-backup restore-plan '{point}'").stdout)
+    assert plan["snapshot"] == taken["full"]["snapshot"], (plan, taken["full"])
+    assert taken["incremental"]["snapshot"] in plan["incrementals"], (plan, taken["incremental"])
     figures["restore_s"], out = lab.playbook("restore.yml", "-e", f"restore_to='{point}'")
     flat = " ".join(out.split())
     figures["said"] = flat[flat.find("Restored "):flat.find(" PLAY RECAP")]
     report("drill_point_in_time_restore", figures)
-    assert f"Restored {primary} to {point}" in flat and "and 1 incremental(s)" in flat, flat[-3000:]
+    assert f"Restored {primary} to {point}" in flat, flat[-3000:]
+    assert f"Full backup {plan['snapshot']} (from {taken['full']['source']}) and {len(plan['incrementals'])} incremental(s)" \
+        in flat, (plan, flat[-3000:])
     assert "binlogs replayed none" not in flat, flat[-3000:]
     for db in (primary, replica):
         lab.wait_until(f"the restore on {db}", lambda: posts(db, "before") == 3, timeout=30)
