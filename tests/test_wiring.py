@@ -15,9 +15,10 @@ import shutil
 import subprocess
 
 import pytest
-import yaml
 
 from conftest import ansible_environ, run_debug_play
+
+from harness.inventory import Inventory
 
 INVENTORIES = ["lab", "vm", "production.example"]
 
@@ -54,24 +55,8 @@ WIRING = [
 
 @functools.lru_cache(maxsize=None)
 def inventory_hosts(root, inventory):
-    """ansible-inventory --list of one inventory, read once per test session."""
-    out = subprocess.run(
-        [str(root / ".venv/bin/ansible-inventory"), "-i", str(root / "inventory" / inventory), "--list"],
-        capture_output=True, text=True, check=True, cwd=root, env=ansible_environ(),
-    ).stdout
-    return yaml.safe_load(out)
-
-
-def addresses(inv, group):
-    hosts = group_hosts(inv, group)
-    return [inv["_meta"]["hostvars"][h]["stack_address"] for h in hosts]
-
-
-def group_hosts(inv, group):
-    hosts = list(inv.get(group, {}).get("hosts", []))
-    for child in inv.get(group, {}).get("children", []):
-        hosts += [h for h in group_hosts(inv, child) if h not in hosts]
-    return hosts
+    """One inventory as Ansible reads it, read once per test session."""
+    return Inventory(root / "inventory" / inventory, env=ansible_environ())
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +73,7 @@ def full_runs(root, venv_bin, tmp_path_factory):
 @pytest.mark.parametrize("group", ["loadbalancers", "webservers", "databases", "dns_authoritative", "dns_resolvers", "monitoring"])
 def test_a_limited_run_renders_what_a_full_run_renders(root, venv_bin, ansible_env, tmp_path, full_runs, inventory, group):
     inv = inventory_hosts(root, inventory)
-    host = group_hosts(inv, group)[0]
+    host = inv.hosts(group)[0]
     limited = run_debug_play(root, venv_bin, ansible_env, inventory, tmp_path, WIRING, limit=host)
     assert list(limited) == [host]
     assert limited[host] == full_runs[inventory][host]
@@ -98,41 +83,41 @@ def test_a_limited_run_renders_what_a_full_run_renders(root, venv_bin, ansible_e
 def test_the_wiring_names_every_peer_from_the_inventory(root, full_runs, inventory):
     inv = inventory_hosts(root, inventory)
     run = full_runs[inventory]
-    lbs, webs, dbs = (group_hosts(inv, g) for g in ("loadbalancers", "webservers", "databases"))
+    lbs, webs, dbs = (inv.hosts(g) for g in ("loadbalancers", "webservers", "databases"))
     web = run[webs[0]]
-    assert web["apache_remoteip_trusted_proxies"] == addresses(inv, "loadbalancers")
-    assert [p["address"] for p in web["uploads_sync_peers"]] == addresses(inv, "webservers")[1:]
+    assert web["apache_remoteip_trusted_proxies"] == inv.addresses("loadbalancers")
+    assert [p["address"] for p in web["uploads_sync_peers"]] == inv.addresses("webservers")[1:]
     assert [p["name"] for p in web["uploads_sync_peers"]] == webs[1:]
-    assert [b["address"] for b in web["proxysql_backends"]] == addresses(inv, "databases")
+    assert [b["address"] for b in web["proxysql_backends"]] == inv.addresses("databases")
     lb = run[lbs[0]]
-    assert [s["address"] for s in lb["loadbalancers_web_servers"]] == addresses(inv, "webservers")
+    assert [s["address"] for s in lb["loadbalancers_web_servers"]] == inv.addresses("webservers")
     assert [s["name"] for s in lb["loadbalancers_web_servers"]] == webs
     db = run[dbs[0]]
-    assert db["mariadb_health_user_hosts"] == ["localhost"] + addresses(inv, "loadbalancers")
-    assert db["mariadb_replication_user_hosts"] == addresses(inv, "databases")
-    assert set(addresses(inv, "proxysql")) <= set(db["mariadb_app_user_hosts"])
+    assert db["mariadb_health_user_hosts"] == ["localhost"] + inv.addresses("loadbalancers")
+    assert db["mariadb_replication_user_hosts"] == inv.addresses("databases")
+    assert set(inv.addresses("proxysql")) <= set(db["mariadb_app_user_hosts"])
     # The site's zone has an A record for every host whose name is in it.
-    primary_ns = run[group_hosts(inv, "dns_authoritative")[0]]
+    primary_ns = run[inv.hosts("dns_authoritative")[0]]
     site_zone = primary_ns["bind9_zones"][0]
     records = {(r["name"], r["value"]) for r in site_zone["records"] if r["type"] == "A"}
     domain = site_zone["name"]
-    for host, hv in inv["_meta"]["hostvars"].items():
+    for host, hv in inv.hostvars.items():
         fqdn = host if "." in host else f"{host}.{domain}"
         if fqdn.endswith("." + domain):
             assert (fqdn + ".", hv["stack_address"]) in records, host
     # Prometheus scrapes every balancer and database at the address its exporter listens on.
-    jobs = {j["job"]: j["targets"] for j in run[group_hosts(inv, "monitoring")[0]]["prometheus_scrape_jobs"]}
-    assert jobs["haproxy"] == [{"name": h, "address": f"{a}:8405"} for h, a in zip(lbs, addresses(inv, "loadbalancers"))]
-    assert jobs["mysqld"] == [{"name": h, "address": f"{a}:9104"} for h, a in zip(dbs, addresses(inv, "databases"))]
+    jobs = {j["job"]: j["targets"] for j in run[inv.hosts("monitoring")[0]]["prometheus_scrape_jobs"]}
+    assert jobs["haproxy"] == [{"name": h, "address": f"{a}:8405"} for h, a in zip(lbs, inv.addresses("loadbalancers"))]
+    assert jobs["mysqld"] == [{"name": h, "address": f"{a}:9104"} for h, a in zip(dbs, inv.addresses("databases"))]
     # The node exporter on every host but the clients and the lab's routers; the balancers' targets carry the VIP.
-    monitored = [h for h in inv["_meta"]["hostvars"] if h not in group_hosts(inv, "clients") + group_hosts(inv, "routers")]
-    vip = {"vip": inv["_meta"]["hostvars"][lbs[0]]["stack_vip"]}
+    monitored = [h for h in inv.hostvars if h not in inv.hosts("clients") + inv.hosts("routers")]
+    vip = {"vip": inv.hostvars[lbs[0]]["stack_vip"]}
     assert sorted(jobs["node"], key=lambda t: t["name"]) == sorted(
-        [{"name": h, "address": f'{inv["_meta"]["hostvars"][h]["stack_address"]}:9100'} | ({"labels": vip} if h in lbs else {})
+        [{"name": h, "address": f'{inv.hostvars[h]["stack_address"]}:9100'} | ({"labels": vip} if h in lbs else {})
          for h in monitored], key=lambda t: t["name"])
     assert [h for h in monitored if run[h]["node_exporter_address_info"] is True] == lbs
-    assert jobs["proxysql"] == [{"name": h, "address": f"{a}:6070"} for h, a in zip(group_hosts(inv, "proxysql"), addresses(inv, "proxysql"))]
-    assert all(run[h]["proxysql_prometheus_enabled"] for h in group_hosts(inv, "proxysql"))
+    assert jobs["proxysql"] == [{"name": h, "address": f"{a}:6070"} for h, a in zip(inv.hosts("proxysql"), inv.addresses("proxysql"))]
+    assert all(run[h]["proxysql_prometheus_enabled"] for h in inv.hosts("proxysql"))
     # Name servers are named once, fully qualified, whatever the inventory's names.
     for ns in site_zone["nameservers"]:
         assert ns.endswith("." + domain + ".") and ns.count("." + domain) == 1, ns
@@ -141,11 +126,11 @@ def test_the_wiring_names_every_peer_from_the_inventory(root, full_runs, invento
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_runs, inventory):
     inv = inventory_hosts(root, inventory)
-    hostvars = inv["_meta"]["hostvars"]
+    hostvars = inv.hostvars
     run = full_runs[inventory]
 
     def rules(group):
-        return {r["comment"]: r for r in run[group_hosts(inv, group)[0]]["firewall_rules"]}
+        return {r["comment"]: r for r in run[inv.hosts(group)[0]]["firewall_rules"]}
     lb, web, db = rules("loadbalancers"), rules("webservers"), rules("databases")
     # Open to everyone only where a rule says so (the firewall role refuses an
     # empty source list otherwise).
@@ -153,10 +138,10 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
         for rule in wiring["firewall_rules"]:
             assert rule.get("sources") or rule.get("any_source") is True, (host, rule)
     assert lb["the site"]["any_source"] is True and lb["the site"]["ports"] == [80, 443]
-    assert lb["VRRP from the other balancers"]["sources"] == addresses(inv, "loadbalancers")[1:]
+    assert lb["VRRP from the other balancers"]["sources"] == inv.addresses("loadbalancers")[1:]
     # The monitoring networks and the monitoring group's hosts scrape the exporters.
-    scrapers = hostvars[group_hosts(inv, "loadbalancers")[0]]["stack_monitoring_networks"] + addresses(inv, "monitoring")
-    assert addresses(inv, "monitoring") and lb["HAProxy stats and metrics from the monitoring networks"]["sources"] == scrapers
+    scrapers = hostvars[inv.hosts("loadbalancers")[0]]["stack_monitoring_networks"] + inv.addresses("monitoring")
+    assert inv.addresses("monitoring") and lb["HAProxy stats and metrics from the monitoring networks"]["sources"] == scrapers
     # Varnish's exporter beside HAProxy's endpoints (the page cache is on in every inventory).
     assert lb["HAProxy stats and metrics from the monitoring networks"]["ports"][-1] == 9131
     assert set(web) == {"HTTP from the load balancers", "uploads sync from the other web hosts",
@@ -166,9 +151,9 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
         "comment": "ProxySQL metrics for monitoring", "proto": "tcp", "ports": [6070], "sources": scrapers}
     assert web["PHP-FPM metrics for the monitoring hosts"] == {
         "comment": "PHP-FPM metrics for the monitoring hosts", "proto": "tcp", "ports": [9253], "sources": scrapers}
-    assert web["HTTP from the load balancers"]["sources"] == addresses(inv, "loadbalancers")
-    assert web["uploads sync from the other web hosts"]["sources"] == addresses(inv, "webservers")[1:]
-    assert web["uploads pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")
+    assert web["HTTP from the load balancers"]["sources"] == inv.addresses("loadbalancers")
+    assert web["uploads sync from the other web hosts"]["sources"] == inv.addresses("webservers")[1:]
+    assert web["uploads pulled over SSH by the backup host"]["sources"] == inv.addresses("backups")
     assert set(db) == {"MariaDB from ProxySQL, the balancers and the other databases", "backups pulled over SSH by the backup host",
                        "MariaDB metrics for the monitoring hosts", "host metrics for the monitoring hosts"}
     assert db["MariaDB metrics for the monitoring hosts"] == {
@@ -177,15 +162,15 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
     # the monitoring hosts scrape its node exporter.
     node = {"comment": "host metrics for the monitoring hosts", "proto": "tcp", "ports": [9100], "sources": scrapers}
     for host, wiring in run.items():
-        monitored = host not in group_hosts(inv, "clients") + group_hosts(inv, "routers")
+        monitored = host not in inv.hosts("clients") + inv.hosts("routers")
         assert (node in wiring["firewall_rules"]) is monitored, host
     # The monitoring host opens nothing else but SSH: its pages are on its loopback.
     assert rules("monitoring") == {node["comment"]: node}
     mariadb = db["MariaDB from ProxySQL, the balancers and the other databases"]
-    assert set(mariadb["sources"]) == set(addresses(inv, "proxysql") + addresses(inv, "loadbalancers")
-                                          + addresses(inv, "databases")[1:] + addresses(inv, "backups"))
+    assert set(mariadb["sources"]) == set(inv.addresses("proxysql") + inv.addresses("loadbalancers")
+                                          + inv.addresses("databases")[1:] + inv.addresses("backups"))
     assert mariadb["ports"] == [3306]
-    assert db["backups pulled over SSH by the backup host"]["sources"] == addresses(inv, "backups")
+    assert db["backups pulled over SSH by the backup host"]["sources"] == inv.addresses("backups")
     # The backup host itself takes SSH from the operators, metrics from the monitoring hosts, nothing else.
     assert list(rules("backups")) == ["host metrics for the monitoring hosts"]
     resolver = rules("dns_resolvers")["recursive DNS for the inventory's hosts"]
@@ -194,27 +179,27 @@ def test_the_firewall_lets_in_what_each_tier_needs_and_nothing_else(root, full_r
     # BIND's exporter on the site's name servers and resolvers only (not a lab's private root and TLD).
     bind = {"comment": "BIND metrics for the monitoring hosts", "proto": "tcp", "ports": [9119], "sources": scrapers}
     for host, wiring in run.items():
-        named = host in group_hosts(inv, "dns_authoritative") + group_hosts(inv, "dns_resolvers")
+        named = host in inv.hosts("dns_authoritative") + inv.hosts("dns_resolvers")
         assert (bind in wiring["firewall_rules"]) is named, host
     # SSH from the admin networks only, on every host; a visitor host opens nothing else.
     for host, wiring in run.items():
         assert wiring["firewall_ssh_sources"] == hostvars[host]["stack_admin_networks"] != [], host
-    for client in group_hosts(inv, "clients"):
+    for client in inv.hosts("clients"):
         assert run[client]["firewall_rules"] == [], client
 
 
 @pytest.mark.parametrize("inventory", ["lab", "vm"])
 def test_keepalived_transport_follows_one_variable(root, full_runs, inventory):
     inv = inventory_hosts(root, inventory)
-    lbs = group_hosts(inv, "loadbalancers")
-    mode = inv["_meta"]["hostvars"][lbs[0]]["stack_vrrp_mode"]
+    lbs = inv.hosts("loadbalancers")
+    mode = inv.hostvars[lbs[0]]["stack_vrrp_mode"]
     first = full_runs[inventory][lbs[0]]
     if mode == "unicast":
-        assert first["keepalived_unicast_src_ip"] == addresses(inv, "loadbalancers")[0]
-        assert first["keepalived_unicast_peers"] == addresses(inv, "loadbalancers")[1:]
+        assert first["keepalived_unicast_src_ip"] == inv.addresses("loadbalancers")[0]
+        assert first["keepalived_unicast_peers"] == inv.addresses("loadbalancers")[1:]
     else:
         assert first["keepalived_unicast_peers"] == []
-    assert first["keepalived_virtual_router_id"] == inv["_meta"]["hostvars"][lbs[0]]["stack_vrrp_router_id"]
+    assert first["keepalived_virtual_router_id"] == inv.hostvars[lbs[0]]["stack_vrrp_router_id"]
 
 
 def copy_inventory(root, tmp_path, inventory="lab"):
@@ -258,8 +243,8 @@ def test_a_missing_router_id_is_named_before_any_change(root, venv_bin, ansible_
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_haproxy_waits_longer_than_php_may_run(root, full_runs, inventory):
     inv = inventory_hosts(root, inventory)
-    lb = full_runs[inventory][group_hosts(inv, "loadbalancers")[0]]
-    web = full_runs[inventory][group_hosts(inv, "webservers")[0]]
+    lb = full_runs[inventory][inv.hosts("loadbalancers")[0]]
+    web = full_runs[inventory][inv.hosts("webservers")[0]]
     php_limit = int(web["php_fpm_max_execution_time"])
     # roles/php_fpm: request_terminate_timeout = max_execution_time + 30 s.
     terminate = php_limit + 30
@@ -278,7 +263,7 @@ def test_the_three_tiers_name_one_wordpress_database_account_after_its_password(
     run = run_debug_play(root, venv_bin, ansible_env, "lab", tmp_path,
                          ["wordpress_db_user", "mariadb_app_user", "proxysql_mysql_users", "vault_wordpress_db_password"])
     inv = inventory_hosts(root, "lab")
-    web, db = group_hosts(inv, "webservers")[0], group_hosts(inv, "databases")[0]
+    web, db = inv.hosts("webservers")[0], inv.hosts("databases")[0]
     password = run[web]["vault_wordpress_db_password"]
     expected = "wordpress_" + hashlib.sha256(password.encode()).hexdigest()[:8]
     assert run[web]["wordpress_db_user"] == expected

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-from lablib import ARTIFACTS
+from harness.lab import ARTIFACTS
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

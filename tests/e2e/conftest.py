@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from lablib import ARTIFACTS, Lab
+from harness.lab import ARTIFACTS, Lab
 
 # When this session began: after the converge that brought the lab up (in
 # ./bin/test, the idempotence converge just before). The no-false-positives

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import report
-from lablib import docker
+from harness.lab import docker
 
 pytestmark = pytest.mark.fault
 

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 import chromium
 from conftest import SESSION_START, report
-from lablib import ROOT, docker
+from harness.lab import ROOT, docker
 
 RULES = ROOT / "roles/prometheus/files/rules/wordpress-ha.yml"
 

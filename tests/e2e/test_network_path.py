@@ -6,13 +6,12 @@ not from the report bin/trace writes; the report is checked only for saying
 the same. The lab inventory alone has the routers and the client LAN."""
 
 import json
-import pathlib
 import subprocess
 import time
 
 import pytest
 
-from lablib import ROOT
+from harness.lab import ROOT
 
 pytestmark = pytest.mark.usefixtures("lab")
 

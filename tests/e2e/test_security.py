@@ -12,7 +12,6 @@ import time
 import pytest
 
 from conftest import report
-from lablib import ROOT
 
 FORGED = "203.0.113.66"
 

@@ -1,11 +1,10 @@
 """The site as its visitors and its admin see it, through DNS, the VIP and TLS."""
 
 import pathlib
-import re
 import time
 
 from conftest import report
-from lablib import docker
+from harness.lab import docker
 
 
 def test_www_resolves_through_the_lab_resolver_to_the_vip(lab, client):

@@ -2,11 +2,10 @@
 
 import json
 import os
-import re
-import subprocess
-import sys
 
 import testinfra.utils.ansible_runner
+
+from harness.molecule import playbook
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]
@@ -40,7 +39,7 @@ def test_an_unknown_sysctl_key_fails_the_play_and_keeps_the_file(host):
     before = host.check_output("md5sum /etc/sysctl.d/60-common-hardening.conf")
     proc = converge(expect_failure=True, common_sysctl_extra={"vm.swappiness": 10, "net.ipv4.no_such_key": 1})
     # The message as Ansible prints it (on stderr): colours out, wrapped lines joined.
-    said = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr).split())
+    said = " ".join(proc.output.split())
     assert "unknown sysctl: net.ipv4.no_such_key" in said, said[-3000:]
     assert host.check_output("md5sum /etc/sysctl.d/60-common-hardening.conf") == before
 
@@ -59,11 +58,8 @@ def test_unattended_upgrades_are_switched_on(host):
 def converge(expect_failure=False, **extra):
     """Run the scenario's converge again with extra variables; the completed
     process (it must fail with expect_failure, else succeed)."""
-    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    converge_yml = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
-    proc = subprocess.run([playbook, "-i", os.environ["MOLECULE_INVENTORY_FILE"], converge_yml, "-e", json.dumps(extra)],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert (proc.returncode != 0) == expect_failure, proc.stdout[-3000:] + proc.stderr[-2000:]
+    proc = playbook(os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml"), "-e", json.dumps(extra))
+    assert (proc.returncode != 0) == expect_failure, proc.output[-5000:]
     return proc
 
 

@@ -14,7 +14,9 @@ import subprocess
 import time
 
 import pytest
-import testinfra
+
+from harness import molecule
+from harness.molecule import host
 
 INVENTORY_FILE = os.environ["MOLECULE_INVENTORY_FILE"]
 # The directory, so the linked group_vars/host_vars load too.
@@ -27,11 +29,7 @@ APP_LOGIN = "-u wordpress -pdbs-app-secret"
 testinfra_hosts = ["ansible://dbs-app1?ansible_inventory=" + INVENTORY_FILE]
 
 
-def node(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY_FILE}")
-
-
-db1, db2, app1 = node("dbs-db1"), node("dbs-db2"), node("dbs-app1")
+db1, db2, app1 = host("dbs-db1"), host("dbs-db2"), host("dbs-app1")
 
 
 def root_sql(h, sql):
@@ -59,14 +57,10 @@ def record(line):
 
 def playbook(path, *args):
     """Run a playbook against the scenario; return (process, output as one line, seconds)."""
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_CALLBACK_RESULT_FORMAT="yaml")
     start = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", INVENTORY_DIR, str(path), *args],
-                          capture_output=True, text=True, env=env, timeout=300)
-    # Failures go to stderr; colour codes out, messages wrapped over lines joined again.
-    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr).split())
-    return proc, text, time.monotonic() - start
+    proc = molecule.playbook(path, *args)
+    # Messages wrapped over lines joined again.
+    return proc, " ".join(proc.output.split()), time.monotonic() - start
 
 
 def test_root_logs_in_through_the_socket_only():
@@ -459,7 +453,7 @@ def test_proxysql_keeps_its_configuration_across_restarts(restart):
 
 
 # Last: the promotion changes the topology.
-backup1 = node("dbs-backup1")
+backup1 = host("dbs-backup1")
 
 
 def backup_status():

@@ -12,13 +12,13 @@ import json
 import os
 import pathlib
 import re
-import subprocess
 import tempfile
 import time
 import uuid
 
 import pytest
-import testinfra
+
+from harness import molecule
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 VIP = "10.213.10.100"
@@ -34,11 +34,7 @@ ARTIFACT.unlink(missing_ok=True)
 testinfra_hosts = ["ansible://lbs-client?ansible_inventory=" + INVENTORY]
 
 
-def node(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
-
-lb1, lb2, web1, web2 = node("lbs-lb1"), node("lbs-lb2"), node("lbs-web1"), node("lbs-web2")
+lb1, lb2, web1, web2 = (molecule.host(f"lbs-{name}") for name in ("lb1", "lb2", "web1", "web2"))
 
 
 def report(line):
@@ -622,11 +618,8 @@ def run_play(extra_vars, roles, tmp, hosts="lbs-lb1"):
     play.write_text(f"- hosts: {hosts}\n  roles: {json.dumps(roles)}\n")
     extra = tmp / "extra.json"
     extra.write_text(json.dumps(extra_vars))
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=os.environ["MOLECULE_PROJECT_DIRECTORY"] + "/roles",
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
-    result = subprocess.run(["ansible-playbook", "-i", INVENTORY, str(play), "-e", f"@{extra}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
-    return result.returncode, result.stdout
+    result = molecule.playbook(play, "-e", f"@{extra}")
+    return result.returncode, result.output
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import json
 import os
 import pathlib
 import re
-import subprocess
 import time
 
 import testinfra.utils.ansible_runner
 import yaml
+
+from harness.molecule import playbook
 
 INVENTORY_FILE = os.environ["MOLECULE_INVENTORY_FILE"]
 ROOT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
@@ -101,11 +102,8 @@ def test_a_failed_backup_reaches_the_receiver_and_its_repair_resolves_it(host):
 
 def test_a_receiver_that_is_no_url_is_refused_before_any_change(host):
     before = host.check_output("sha256sum /etc/prometheus/alertmanager.yml")
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run(["ansible-playbook", "-i", INVENTORY_FILE, str(CONVERGE),
-                           "-e", '{"alertmanager_webhooks": ["hooks.example.test/alerts"]}'],
-                          capture_output=True, text=True, env=env, timeout=300)
-    out = " ".join((proc.stdout + proc.stderr).split())
+    proc = playbook(CONVERGE, "-e", '{"alertmanager_webhooks": ["hooks.example.test/alerts"]}')
+    out = " ".join(proc.output.split())
     assert proc.returncode != 0
     assert "alertmanager_webhooks: 'hooks.example.test/alerts' is not an http(s) URL. Nothing was changed." in out, out[-2000:]
     assert re.search(r" : ok=\d+ changed=0 ", out), out[-2000:]

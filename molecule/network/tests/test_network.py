@@ -2,43 +2,20 @@
 
 import json
 import os
-import subprocess
-import sys
 
-import pytest
-import testinfra
+from harness.molecule import host_fixture, playbook
 
-INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
 CONVERGE = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
 CLIENT, ROUTER_LAN, ROUTER_SRV, SERVER = "10.213.20.10", "10.213.20.254", "10.213.21.254", "10.213.21.10"
 
 
-def _host(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
-
-@pytest.fixture(scope="module")
-def client():
-    return _host("rt-client")
-
-
-@pytest.fixture(scope="module")
-def router():
-    return _host("rt-router")
-
-
-@pytest.fixture(scope="module")
-def server():
-    return _host("rt-server")
+client = host_fixture("rt-client")
+router = host_fixture("rt-router")
+server = host_fixture("rt-server")
 
 
 def converge(limit, extra):
-    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    proc = subprocess.run([playbook, "-i", INVENTORY, CONVERGE, "--limit", limit, "-e", json.dumps(extra)],
-                          capture_output=True, text=True, timeout=240, check=False)
-    # Ansible prints a failed task's message on stderr.
-    proc.output = proc.stdout + proc.stderr
-    return proc
+    return playbook(CONVERGE, "--limit", limit, "-e", json.dumps(extra), timeout=240)
 
 
 def curl(host, url):

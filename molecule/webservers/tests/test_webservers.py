@@ -12,9 +12,11 @@ import time
 import uuid
 
 import pytest
-import testinfra
 
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+from harness import ROOT as ROOT_DIR
+from harness import molecule
+from harness.molecule import host_fixture, playbook
+
 SITE = "www.example.test"
 WEB = {"ws-web1": "10.213.20.21", "ws-web2": "10.213.20.22"}
 CLIENT_IP = "10.213.20.51"  # in the loadbalancers group: a trusted proxy
@@ -32,23 +34,13 @@ PNG_B64 = (
 )
 
 
-def _host(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
-
-@pytest.fixture(scope="module")
-def client():
-    return _host("ws-client")
-
-
-@pytest.fixture(scope="module")
-def db():
-    return _host("ws-db1")
+client = host_fixture("ws-client")
+db = host_fixture("ws-db1")
 
 
 @pytest.fixture(scope="module")
 def webs():
-    return {name: _host(name) for name in WEB}
+    return {name: molecule.host(name) for name in WEB}
 
 
 def request(origin, ip, path, *args):
@@ -351,10 +343,8 @@ def test_a_rebuilt_peer_is_trusted_again_and_sent_every_upload_by_the_next_conve
     said = web1.check_output("journalctl -u uploads-sync --since -1min --no-pager -o cat; cat /var/log/lsyncd/uploads-sync.log")
     assert "Host key verification failed" in said or "IDENTIFICATION HAS CHANGED" in said, said[-2000:]
 
-    playbook = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "playbooks", "webservers.yml")
-    proc = subprocess.run(["ansible-playbook", "-i", INVENTORY, playbook, "--tags", "uploads_sync"],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    proc = playbook(ROOT_DIR / "playbooks" / "webservers.yml", "--tags", "uploads_sync")
+    assert proc.returncode == 0, proc.output[-5000:]
     assert on_web2(before, 10) and on_web2(during, 1)
     web1.check_output(f"install -o www-data -m 0644 /dev/null {uploads}/{after}")
     assert on_web2(after, 5)
@@ -400,7 +390,6 @@ def test_invalid_variables_fail_at_argument_validation(role, variables, name):
 def test_archive_file_source_deploys_the_same_code(webs):
     """wordpress_source: file (what real users run, with the official archive):
     an archive built from the Debian tree, checked by sha256, gives the same code."""
-    project = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
     workdir = tempfile.mkdtemp(prefix="wpha-file-source-")
     archive = os.path.join(workdir, "wordpress-test.tar.gz")
     play = [{
@@ -425,15 +414,13 @@ def test_archive_file_source_deploys_the_same_code(webs):
         ],
         "roles": ["wordpress"],
     }]
-    playbook = os.path.join(workdir, "file-source.yml")
-    with open(playbook, "w") as f:
+    play_file = os.path.join(workdir, "file-source.yml")
+    with open(play_file, "w") as f:
         json.dump(play, f)
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=os.path.join(project, "roles"), ANSIBLE_NOCOLOR="1")
     web1 = webs["ws-web1"]
     try:
-        proc = subprocess.run(["ansible-playbook", "-i", INVENTORY, playbook], capture_output=True, text=True,
-                              env=env, timeout=300)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        proc = playbook(play_file)
+        assert proc.returncode == 0, proc.output[-5000:]
         code = ("cd {} && find . \\( -path ./wp-content/uploads -o -name wp-config.php -o -name health.php \\) -prune"
                 " -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum")
         from_file = web1.check_output(code.format("/srv/www/filetest"))

@@ -1,5 +1,5 @@
-"""The lab as its inventory describes it, and ways to act on its hosts: shared
-by the end-to-end tests (conftest.py) and bin/trace (scripts/trace.py)."""
+"""The lab as its inventory describes it, and ways to act on its hosts: the
+end-to-end tests (tests/e2e/conftest.py), bin/bench and bin/trace use it."""
 
 import hashlib
 import json
@@ -10,9 +10,13 @@ import time
 
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from harness import ROOT
+from harness.inventory import Inventory
+
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
 ARTIFACTS = ROOT / "artifacts" / "e2e"
+# The stdlib-only scripts Lab.python runs inside the lab's containers.
+SCRIPTS = ROOT / "tests" / "e2e"
 
 
 def docker(*args, check=True, timeout=120, stdin=None):
@@ -54,31 +58,19 @@ class Lab:
         self.inventory = pathlib.Path(self.profile["LAB_INVENTORY"])
         self.state = pathlib.Path(self.profile["LAB_STATE"])
         self.env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), **self.profile)
-        out = subprocess.run(
-            [str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(self.inventory), "--list"],
-            capture_output=True, text=True, check=True, cwd=ROOT, env=self.env,
-        ).stdout
-        inv = json.loads(out)
-        self.hostvars = inv["_meta"]["hostvars"]
-        self.groups = {g: self._members(inv, g) for g in inv if g != "_meta"}
+        self.model = Inventory(self.inventory, env=self.env)
+        self.hostvars = self.model.hostvars
+        self.groups = self.model.groups
         anyhost = next(iter(self.hostvars.values()))
         self.vip = anyhost["stack_vip"]
         self.domain = anyhost["stack_domain"]
         self.site = "www." + self.domain
 
-    @classmethod
-    def _members(cls, inv, group):
-        """A group's hosts with its child groups' hosts (proxysql -> webservers), in inventory order."""
-        hosts = list(inv.get(group, {}).get("hosts", []))
-        for child in inv.get(group, {}).get("children", []):
-            hosts += [h for h in cls._members(inv, child) if h not in hosts]
-        return hosts
-
     def address(self, host):
-        return self.hostvars[host]["stack_address"]
+        return self.model.address(host)
 
     def hosts(self, group):
-        return self.groups.get(group, [])
+        return self.model.hosts(group)
 
     def secret(self, name):
         """A secret of the stack by its vault name without vault_ (wordpress_admin_password)."""
@@ -138,7 +130,7 @@ class Lab:
 
     def python(self, host, script, *args, timeout=300):
         """Run a stdlib-only Python script from tests/e2e inside a container; return its JSON."""
-        code = (pathlib.Path(__file__).parent / script).read_text()
+        code = (SCRIPTS / script).read_text()
         proc = docker("exec", "-i", host, "python3", "-", *map(str, args), stdin=code, timeout=timeout, check=False)
         try:
             return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -216,6 +208,16 @@ class Lab:
     def running(self, host):
         proc = docker("inspect", "-f", "{{.State.Running}}", host, check=False)
         return proc.stdout.strip() == "true"
+
+    def not_running(self):
+        """The inventory's hosts whose containers are not running; the tools
+        refuse to start with this message (why_not_running) when any are."""
+        return [h for h in self.hostvars if not self.running(h)]
+
+    def why_not_running(self):
+        """None when every host of the lab runs, else what to tell the user."""
+        missing = self.not_running()
+        return f"lab containers not running: {missing}; bring the lab up with ./bin/lab" if missing else None
 
     def wait_until(self, what, predicate, timeout=60, interval=0.5):
         deadline = time.monotonic() + timeout

@@ -22,12 +22,10 @@ import json
 import pathlib
 import shutil
 import subprocess
-import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from lablib import Lab, docker  # noqa: E402
+from harness import ROOT
+from harness.lab import Lab, docker
 
 CAPTURE_SECONDS = 30
 CAPTURE_PACKETS = 2000
@@ -184,10 +182,16 @@ class Trace:
 
     def walked_for_the_client(self, steps):
         """Whether the root's referral came after C2's own query (C2 seen sending it)."""
-        query = next((i for i, s in enumerate(steps) if s["summary"].startswith(f"DNS query A {self.lab.site}? to {self.resolver}")
+        query = next((i for i, s in enumerate(steps) if self.asks_the_resolver(s["facts"])
                       and any(hop["at"].split()[0] == self.client for hop in s["hops"])), None)
-        roots = self.lab.hosts("dns_root")
-        return query is not None and any(s["summary"].startswith(f"DNS referral from {h}") for s in steps[query + 1:] for h in roots)
+        return query is not None and any(self.refers(s["facts"], "dns_root") for s in steps[query + 1:])
+
+    def asks_the_resolver(self, f):
+        return f["kind"] == "dns-query" and f["name"] == self.lab.site and f["type"] == "A" and f["dst"] == self.resolver_ip
+
+    def refers(self, f, group):
+        """A referral from one of the group's name servers."""
+        return f["kind"] == "dns-referral" and self.host_of_ip(f["src"]) in self.lab.hosts(group)
 
     # --- analysis: packets as tshark decoded them ---------------------------
 
@@ -222,7 +226,46 @@ class Trace:
         return "80" in ports and (p["_point"], one(p, "tcp.stream")) in xff_streams
 
     def describe(self, p):
-        """(message key, OSI layer, PDU, summary) of a packet, or None for packets the report leaves out."""
+        """(message key, OSI layer, PDU, summary, facts) of a packet, or None
+        for packets the report leaves out. The facts (its kind and the fields
+        that tell it apart) are what the walk-through looks steps up by; the
+        summary is their English for the report."""
+        facts = self.facts(p)
+        described = self.words(p)
+        return described and (*described, facts)
+
+    def facts(self, p):
+        """What a packet is, as data: {"kind": ..., and its fields}."""
+        if p.get("arp.opcode"):
+            kind = "arp-request" if one(p, "arp.opcode") == "1" else "arp-reply"
+            return {"kind": kind, "sender": one(p, "arp.src.proto_ipv4"), "target": one(p, "arp.dst.proto_ipv4")}
+        src, dst = one(p, "ip.src"), one(p, "ip.dst")
+        if p.get("dns.id"):
+            facts = {"src": src, "dst": dst, "name": one(p, "dns.qry.name"),
+                     "type": DNS_TYPES.get(one(p, "dns.qry.type"), one(p, "dns.qry.type"))}
+            if one(p, "dns.flags.response") != "1":
+                return {"kind": "dns-query", **facts}
+            if int(one(p, "dns.count.answers", "0")) > 0:
+                return {"kind": "dns-answer", "authoritative": one(p, "dns.flags.authoritative") == "1", **facts}
+            return {"kind": "dns-referral" if p.get("dns.ns") else "dns-nodata", **facts}
+        ports = {"src": src, "dst": dst, "sport": one(p, "tcp.srcport"), "dport": one(p, "tcp.dstport")}
+        if one(p, "tcp.flags.syn") in ("1", "True"):
+            return {"kind": "tcp-synack" if one(p, "tcp.flags.ack") in ("1", "True") else "tcp-syn", **ports}
+        types = p.get("tls.handshake.type", [])
+        if "1" in types or "2" in types:
+            return {"kind": "tls-client-hello" if "1" in types else "tls-server-hello", **ports}
+        if p.get("http2.headers.method"):
+            return {"kind": "http2-request", **ports}
+        if p.get("http2.headers.status"):
+            return {"kind": "http2-response", "status": one(p, "http2.headers.status"), **ports}
+        if p.get("http.request.method"):
+            return {"kind": "http-request", "xff": p.get("http.x_forwarded_for", []), **ports}
+        if p.get("http.response.code"):
+            return {"kind": "http-response", "status": one(p, "http.response.code"), **ports}
+        return {"kind": "other", **ports}
+
+    def words(self, p):
+        """(message key, OSI layer, PDU, summary) of a packet, or None."""
         if p.get("arp.opcode"):
             sender, target = one(p, "arp.src.proto_ipv4"), one(p, "arp.dst.proto_ipv4")
             if one(p, "arp.opcode") == "1":
@@ -261,22 +304,21 @@ class Trace:
                 alpn = ", ".join(p.get("tls.handshake.extensions_alpn_str", []))
                 return (("tls",) + ident, "L6 presentation (TLS)", "TLS record in a TCP segment",
                         f"TLS ServerHello: {versions}" + (f", ALPN {alpn} (EncryptedExtensions, decrypted)" if alpn else ""))
-        http2 = ("http",) + ident, "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data in TLS records in TCP segments"
-        http1 = ("http",) + ident, "L7 application (HTTP/1.1)", "data in a TCP segment"
-        if p.get("http2.headers.method"):
-            return (*http2,
-                    f"HTTP/2 request {one(p, 'http2.headers.method')} {one(p, 'http2.headers.path')} "
-                    f"(:authority {one(p, 'http2.headers.authority')})")
-        if p.get("http2.headers.status"):
-            return (*http2,
-                    f"HTTP/2 response :status {one(p, 'http2.headers.status')}")
-        if p.get("http.request.method"):
-            return (*http1,
-                    f"HTTP request {one(p, 'http.request.method')} {one(p, 'http.request.uri')} {one(p, 'http.request.version')}, "
-                    f"Host {one(p, 'http.host')}, X-Forwarded-For {', '.join(p.get('http.x_forwarded_for', [])) or '(none)'}")
-        if p.get("http.response.code"):
-            return (*http1,
-                    f"HTTP response {one(p, 'http.response.code')} {one(p, 'http.response.phrase')}")
+        http2 = "L7 application (HTTP/2 in TLS, decrypted with C2's key log)", "data in TLS records in TCP segments"
+        http1 = "L7 application (HTTP/1.1)", "data in a TCP segment"
+        # The first of these fields the packet has says what it is.
+        http = [
+            ("http2.headers.method", http2, lambda: f"HTTP/2 request {one(p, 'http2.headers.method')} "
+                                                    f"{one(p, 'http2.headers.path')} (:authority {one(p, 'http2.headers.authority')})"),
+            ("http2.headers.status", http2, lambda: f"HTTP/2 response :status {one(p, 'http2.headers.status')}"),
+            ("http.request.method", http1, lambda: f"HTTP request {one(p, 'http.request.method')} {one(p, 'http.request.uri')} "
+                                                   f"{one(p, 'http.request.version')}, Host {one(p, 'http.host')}, X-Forwarded-For "
+                                                   f"{', '.join(p.get('http.x_forwarded_for', [])) or '(none)'}"),
+            ("http.response.code", http1, lambda: f"HTTP response {one(p, 'http.response.code')} {one(p, 'http.response.phrase')}"),
+        ]
+        for field, (layer, pdu), text in http:
+            if p.get(field):
+                return ("http",) + ident, layer, pdu, text()
         return None
 
     def analyse(self):
@@ -296,8 +338,8 @@ class Trace:
             described = self.describe(p)
             if not described:
                 continue
-            key, layer, pdu, summary = described
-            step = steps.setdefault(key, {"summary": summary, "layer": layer, "pdu": pdu, "hops": []})
+            key, layer, pdu, summary, facts = described
+            step = steps.setdefault(key, {"summary": summary, "facts": facts, "layer": layer, "pdu": pdu, "hops": []})
             sent = one(p, "eth.src") == p["_mac"]
             step["hops"].append({
                 "t": float(one(p, "frame.time_epoch")),
@@ -373,23 +415,31 @@ class Trace:
         """The design's walk-through, each line one step of the report below."""
         gateway = self.lab.hostvars[self.client]["static_routes_list"]
         gateway = next(r["via"] for r in gateway if r["to"] == "default")
+        site = self.lab.site
+
+        def answer(f):
+            return f["kind"] == "dns-answer" and f["name"] == site and f["type"] == "A"
+
+        # Each step by what its packet is (its facts), not by the words the
+        # report says it in.
         wanted = [
-            ("ARP for the gateway", lambda t: t.startswith(f"ARP request: who has {gateway}?")),
-            ("its answer", lambda t: t.startswith(f"ARP reply: {gateway} is at")),
-            ("DNS query to the resolver", lambda t: t.startswith(f"DNS query A {self.lab.site}? to {self.resolver}")),
-            ("the root refers", lambda t: any(t.startswith(f"DNS referral from {h}") for h in self.lab.hosts("dns_root"))),
-            ("the TLD refers", lambda t: any(t.startswith(f"DNS referral from {h}") for h in self.lab.hosts("dns_tld"))),
-            ("the zone answers", lambda t: t.startswith("DNS authoritative answer") and f"{self.lab.site} A" in t),
-            ("the answer back to the client", lambda t: t.startswith(f"DNS answer from {self.resolver}") and f"{self.lab.site} A" in t),
-            ("TCP handshake to the VIP", lambda t: t.startswith(f"TCP SYN {self.client_ip}:")),
-            ("", lambda t: t.startswith(f"TCP SYN, ACK {self.vip}:443")),
-            ("TLS", lambda t: t.startswith("TLS ClientHello")),
-            ("", lambda t: t.startswith("TLS ServerHello")),
-            ("the HTTP request", lambda t: t.startswith("HTTP/2 request") or (t.startswith("HTTP request") and self.client_ip not in t)),
-            ("HAProxy's own connection to a web host", lambda t: t.startswith(f"TCP SYN {self.lab.address(self.lb)}:")),
-            ("", lambda t: t.startswith("HTTP request") and f"X-Forwarded-For {self.client_ip}" in t),
-            ("the web host answers", lambda t: t.startswith("HTTP response 200")),
-            ("200 OK back along the path", lambda t: t.startswith("HTTP/2 response :status")),
+            ("ARP for the gateway", lambda f: f["kind"] == "arp-request" and f["target"] == gateway),
+            ("its answer", lambda f: f["kind"] == "arp-reply" and f["sender"] == gateway),
+            ("DNS query to the resolver", self.asks_the_resolver),
+            ("the root refers", lambda f: self.refers(f, "dns_root")),
+            ("the TLD refers", lambda f: self.refers(f, "dns_tld")),
+            ("the zone answers", lambda f: answer(f) and f["authoritative"]),
+            ("the answer back to the client", lambda f: answer(f) and not f["authoritative"] and f["src"] == self.resolver_ip),
+            ("TCP handshake to the VIP", lambda f: f["kind"] == "tcp-syn" and f["src"] == self.client_ip),
+            ("", lambda f: f["kind"] == "tcp-synack" and f["src"] == self.vip and f["sport"] == "443"),
+            ("TLS", lambda f: f["kind"] == "tls-client-hello"),
+            ("", lambda f: f["kind"] == "tls-server-hello"),
+            ("the HTTP request", lambda f: f["kind"] == "http2-request"
+             or (f["kind"] == "http-request" and self.client_ip not in f["xff"])),
+            ("HAProxy's own connection to a web host", lambda f: f["kind"] == "tcp-syn" and f["src"] == self.lab.address(self.lb)),
+            ("", lambda f: f["kind"] == "http-request" and self.client_ip in f["xff"]),
+            ("the web host answers", lambda f: f["kind"] == "http-response" and f["status"] == "200"),
+            ("200 OK back along the path", lambda f: f["kind"] == "http2-response"),
         ]
         lines = ["## The walk-through", "",
                  "| # | step | layer; PDU | links crossed: sender -> receiver (TTL on that link) |", "| ---: | --- | --- | --- |"]
@@ -397,7 +447,7 @@ class Trace:
         # answers Prometheus' DNS probe, whose walk of the tree may come first.
         position = 0
         for title, match in wanted:
-            index = next((i for i, s in enumerate(steps) if i >= position and match(s["summary"])), None)
+            index = next((i for i, s in enumerate(steps) if i >= position and match(s["facts"])), None)
             step = None if index is None else steps[index]
             if step:
                 position = index + 1
@@ -474,9 +524,9 @@ def main():
         r["to"] == "default" for r in lab.hostvars[h].get("static_routes_list") or [])), None)
     if not client:
         raise SystemExit("no client with its own default route in the inventory (inventory/lab: c2).")
-    missing = [h for h in lab.hostvars if not lab.running(h)]
-    if missing:
-        raise SystemExit(f"lab containers not running: {missing}; bring the lab up with ./bin/lab")
+    problem = lab.why_not_running()
+    if problem:
+        raise SystemExit(problem)
     trace = Trace(lab, client, pathlib.Path(args.out))
     trace.run()
     print(f"{len(trace.steps)} steps from {len(trace.points)} captures in {trace.seconds} s: "
