@@ -406,6 +406,29 @@ def test_two_writable_servers_take_no_write_through_proxysql():
     assert proxy_sql("INSERT INTO split_probe (v) VALUES (3)").rc == 0
 
 
+def test_a_changed_reader_setting_keeps_the_writer_in_place():
+    """A converge that changes the servers loads them to runtime; the writer,
+    which the monitor put in the writer hostgroup at runtime only, stays
+    there (it was dropped, OFFLINE_HARD, until the next read_only check, and
+    writes waited meanwhile)."""
+    log = "/var/lib/proxysql/proxysql.log"
+    # A load's removal (commit()), not the monitor's own when read_only changes (remove_HGM()).
+    removed = "grep -c 'commit(): \\[WARNING\\] Removed server at address .*hostgroup 10,' " + log + " || true"
+    assert servers()[(10, DB1)] == "ONLINE"
+    before = int(app1.check_output(removed))
+    try:
+        proc, out, _ = playbook(ROOT / "playbooks/databases.yml", "--limit", "dbs-app1", "-e", "proxysql_replica_read_weight=999")
+        assert proc.returncode == 0, out[-3000:]
+        assert re.search(r"changed: \[dbs-app1\] => \(item=10\.213\.30\.12:3306 \(replica\)\)", out), out[-3000:]
+        assert admin_sql(f"SELECT weight FROM runtime_mysql_servers WHERE hostgroup_id = 20 AND hostname = '{DB2}'").strip() == "999"
+        assert int(app1.check_output(removed)) == before, app1.check_output(f"grep 'commit().*Removed server' {log} | tail -3")
+        assert servers()[(10, DB1)] == "ONLINE"
+    finally:
+        proc, out, _ = playbook(ROOT / "playbooks/databases.yml", "--limit", "dbs-app1")
+    assert proc.returncode == 0, out[-3000:]
+    assert int(app1.check_output(removed)) == before
+
+
 def test_a_rotated_admin_password_is_applied_through_the_admin_interface():
     proc, out, took = playbook(ROOT / "playbooks/databases.yml", "--limit", "dbs-app1",
                                "-e", "vault_proxysql_admin_password=dbs-rotated-secret")
