@@ -118,7 +118,10 @@ def test_losing_the_active_load_balancer_moves_the_vip_and_it_returns(lab, clien
         docker("start", master, check=False)
     report(f"drill_{how}_active_lb", figures)
     assert figures["vip_on_backup"]
-    assert figures["sent"] > 90, figures
+    # Enough requests for the bounds to mean something: one at least every
+    # 0.2 s over the loop (the loop's pace is one per 0.1 s; a slower machine
+    # sent 90 in 12 s on the VM-like lab, CI 2026-12-07, 101-109 on the lab).
+    assert figures["sent"] >= figures["duration_s"] / 0.2, figures
     assert figures["failed"] <= max_failed, figures
     assert figures["longest_outage_s"] <= max_outage_s, figures
     # With preempt (the stack's default) the VIP moves back to the preferred
