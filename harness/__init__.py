@@ -13,5 +13,8 @@ PYTHONPATH set to it.
 """
 
 import pathlib
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Ansible's commands beside the Python running the harness: the project's venv.
+BIN = pathlib.Path(sys.executable).parent

@@ -7,18 +7,14 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 
-from harness import ROOT
-
-# The ansible-inventory of the Python running this (the project's venv).
-ANSIBLE_INVENTORY = pathlib.Path(sys.executable).parent / "ansible-inventory"
+from harness import BIN, ROOT
 
 
 class Inventory:
     def __init__(self, path, env=None):
         self.path = pathlib.Path(path)
-        out = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(self.path), "--list"], capture_output=True, text=True,
+        out = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(self.path), "--list"], capture_output=True, text=True,
                              check=True, cwd=ROOT, env=env or dict(os.environ)).stdout
         listing = json.loads(out)
         self.hostvars = listing["_meta"]["hostvars"]

@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from harness import ROOT
+from harness import BIN, ROOT
 from harness.inventory import Inventory
 
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
@@ -78,7 +78,7 @@ class Lab:
             return (self.state / "secrets" / name).read_text().split()[0]
         if not hasattr(self, "_vault"):
             out = subprocess.run(
-                [str(ROOT / ".venv/bin/ansible-vault"), "view", str(self.inventory / "group_vars/all/vault.yml")],
+                [str(BIN / "ansible-vault"), "view", str(self.inventory / "group_vars/all/vault.yml")],
                 capture_output=True, text=True, check=True, cwd=ROOT, env=self.env,
             ).stdout
             self._vault = yaml.safe_load(out)
@@ -108,7 +108,7 @@ class Lab:
             (self.state / "secrets" / name).write_text(value + "\n")
             return
         vault = self.inventory / "group_vars/all/vault.yml"
-        vault_cmd = str(ROOT / ".venv/bin/ansible-vault")
+        vault_cmd = str(BIN / "ansible-vault")
         plain = subprocess.run([vault_cmd, "view", str(vault)], capture_output=True, text=True, check=True,
                                cwd=ROOT, env=self.env).stdout
         lines = [f'vault_{name}: "{value}"' if line.startswith(f"vault_{name}:") else line for line in plain.splitlines()]
@@ -152,7 +152,7 @@ class Lab:
             sources += ["-i", str(extra)]
         start = time.monotonic()
         proc = subprocess.run(
-            [str(ROOT / ".venv/bin/ansible-playbook"), *sources, str(ROOT / "playbooks" / playbook), *args],
+            [str(BIN / "ansible-playbook"), *sources, str(ROOT / "playbooks" / playbook), *args],
             capture_output=True, text=True, timeout=timeout, cwd=ROOT,
             env=dict(self.env, ANSIBLE_FORCE_COLOR="0",
                      PROXYSQL_DEB=os.environ.get("PROXYSQL_DEB") or proxysql_package()),

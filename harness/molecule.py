@@ -5,17 +5,15 @@ the inventory Molecule wrote for it."""
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 import testinfra
 
-from harness import ROOT
+from harness import BIN, ROOT
 
 INVENTORY_FILE = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 # The directory, so the group_vars/ and host_vars/ a scenario links load too.
 INVENTORY_DIR = os.path.dirname(INVENTORY_FILE)
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 
 
 def host(name):
@@ -36,7 +34,7 @@ def playbook(path, *args, timeout=300):
     project's roles; the completed process, with .output: stdout and stderr
     (where a failed task's message goes) without colour codes."""
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", INVENTORY_DIR, str(path), *args], capture_output=True, text=True,
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", INVENTORY_DIR, str(path), *args], capture_output=True, text=True,
                           timeout=timeout, check=False, env=env)
     proc.output = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     return proc
