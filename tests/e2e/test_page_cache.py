@@ -148,6 +148,7 @@ def test_a_change_of_a_post_reaches_visitors_at_once(lab, client, site_url):
 
 
 
+@pytest.mark.only_on("lab", "the same timer unit and WordPress code on Debian 12, whose PHP serves every other test")
 def test_a_post_scheduled_a_minute_ahead_reaches_visitors_on_time(lab, client, site_url):
     """No page load runs WordPress's due events (nothing asks for wp-cron.php):
     the timer on the web hosts publishes a post scheduled a minute ahead (the
