@@ -32,7 +32,7 @@ def shot(driver, name):
 
 
 @pytest.mark.only_on("lab", "the same site and the control node's Chromium; on Debian 12 the publishing script logs "
-                         "in and publishes through the same pages")
+                            "in and publishes through the same pages")
 def test_a_browser_logs_in_and_publishes_a_post(lab, site_url, browser):
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By

@@ -176,7 +176,7 @@ def test_stopping_the_replica_keeps_the_site_serving(lab, client, site_url, rest
 
 
 @pytest.mark.only_on("lab", "the same drain, copy and UP steps, one web host at a time, run on Debian 12 in the "
-                               "maintenance-window drill's webservers.yml")
+                            "maintenance-window drill's webservers.yml")
 @pytest.mark.routine
 def test_a_rolling_update_costs_no_request(lab, client, site_url):
     url, _ = site_url

@@ -147,7 +147,6 @@ def test_a_change_of_a_post_reaches_visitors_at_once(lab, client, site_url):
     assert fetch(lab, client, link)[0] == "404"
 
 
-
 @pytest.mark.only_on("lab", "the same timer unit and WordPress code on Debian 12, whose PHP serves every other test")
 def test_a_post_scheduled_a_minute_ahead_reaches_visitors_on_time(lab, client, site_url):
     """No page load runs WordPress's due events (nothing asks for wp-cron.php):
