@@ -439,6 +439,14 @@ def replicates_from(lab, db):
     return fields.get("Master_Host"), fields.get("Slave_IO_Running"), fields.get("Slave_SQL_Running")
 
 
+def reader_weights(lab, web):
+    """{database: (weight, max_replication_lag)} of the reader hostgroup in ProxySQL's runtime on one host
+    (the role's defaults: 1000 and 10 s for a replica, 1 and none for the primary)."""
+    name = {lab.address(db): db for db in lab.hosts("databases")}
+    return {name[host]: (int(weight), int(lag)) for host, weight, lag in lab.proxysql_admin(
+        web, "SELECT hostname, weight, max_replication_lag FROM runtime_mysql_servers WHERE hostgroup_id = 20")}
+
+
 def recap_changes(lab, out, groups=("databases", "proxysql")):
     hosts = {h for g in groups for h in lab.hosts(g)}
     return [line for line in out.splitlines() if line.split(" ", 1)[0] in hosts and " changed=" in line]
@@ -575,10 +583,10 @@ def test_without_the_primary_visitors_read_and_writes_get_the_read_only_page(lab
     # shunned it (~3 s): seen 0 and 1 of 230-250 requests.
     assert frozen["sent"] > 150 and frozen["failed"] <= 2, frozen
     assert lost["sent"] > 50 and lost["failed"] <= 1, lost
-    # ProxySQL followed by itself: its declared servers never changed.
+    # ProxySQL followed: the new primary keeps the primary's small read share,
+    # the lost one takes no reads until the converge makes it a replica.
     for web in lab.hosts("proxysql"):
-        declared = lab.proxysql_admin(web, "SELECT hostgroup_id, hostname, weight FROM mysql_servers ORDER BY hostname")
-        assert declared[0] == ["20", lab.address(primary), "1"], declared
+        assert reader_weights(lab, web) == {primary: (0, 10), replica: (1, 0)}, web
     # No acknowledged post is lost; the refused ones were never written.
     for title in (f"before losing the primary {stamp}", f"after the freeze {stamp}", f"after the promotion {stamp}"):
         assert rows(lab, replica, title) == 1, title
@@ -605,6 +613,8 @@ def test_the_lost_primary_rejoins_with_the_inventory_unchanged(lab, client, site
     figures["rejoin_s"], out = lab.playbook("databases.yml")
     assert f"{replica} is the live primary" in " ".join(out.split()), out[-3000:]
     assert replicates_from(lab, primary) == (lab.address(replica), "Yes", "Yes")
+    for web in lab.hosts("proxysql"):
+        assert reader_weights(lab, web) == {primary: (1000, 10), replica: (1, 0)}, web
     figures["second_converge_s"], out = lab.playbook("databases.yml")
     recap = recap_changes(lab, out)
     assert recap and all(" changed=0 " in line for line in recap), recap
@@ -643,12 +653,14 @@ def test_an_old_primary_that_wrote_alone_is_never_overwritten(lab, tmp_path):
     assert 987654321 not in table_ids(lab, primary, WRITES_TABLE)
     assert not ACKED - table_ids(lab, primary, WRITES_TABLE)
 
-    # A planned promotion back to the inventory's primary, then the routine
-    # converge: nothing to change on the databases (ProxySQL's declared read
-    # weights follow the roles back; the next drill's converge checks them too).
+    # A planned promotion back to the inventory's primary: ProxySQL's readers
+    # take the new roles' weights; the routine converge then changes nothing,
+    # on the databases or on ProxySQL (before, it moved the weights).
     lab.playbook("db_promote.yml", "-e", f"db_promote_target={primary}")
+    for web in lab.hosts("proxysql"):
+        assert reader_weights(lab, web) == {primary: (1, 0), replica: (1000, 10)}, web
     _, out = lab.playbook("databases.yml")
-    recap = recap_changes(lab, out, groups=("databases",))
+    recap = recap_changes(lab, out)
     assert recap and all(" changed=0 " in line for line in recap), recap
     assert replicates_from(lab, replica) == (lab.address(primary), "Yes", "Yes")
 

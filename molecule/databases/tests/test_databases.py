@@ -580,10 +580,12 @@ def test_promoted_replica_takes_writes_and_keeps_every_row():
         time.sleep(0.1)
     else:
         pytest.fail("the write on the new primary never reached the old primary")
-    # ProxySQL followed by itself: its declared servers are what the role set
-    # before the promotion, and the monitor moved the writer to db2.
-    declared = admin_sql("SELECT hostgroup_id, hostname, weight FROM mysql_servers ORDER BY hostname")
-    assert declared.split("\n") == [f"20\t{DB1}\t1", f"20\t{DB2}\t1000"]
+    # ProxySQL followed: the monitor moved the writer to db2, and the readers
+    # took the new roles' weights (db2 the primary's small share, db1 a
+    # replica's, with its lag bound), declared and running.
+    for table in ("mysql_servers", "runtime_mysql_servers"):
+        readers = admin_sql(f"SELECT hostname, weight, max_replication_lag FROM {table} WHERE hostgroup_id = 20 ORDER BY hostname")
+        assert readers.split("\n") == [f"{DB1}\t1000\t10", f"{DB2}\t1\t0"], table
     followed = wait_for("db2 the only writer in ProxySQL", lambda: [h for (hg, h), st in servers().items()
                                                                    if hg == 10 and st == "ONLINE"] == [DB2])
     record(f"proxysql followed the promotion {followed - start:.1f} s after db_promote.yml returned")
