@@ -444,8 +444,9 @@ def reader_weights(lab, web):
     """{database: (weight, max_replication_lag)} of the reader hostgroup in ProxySQL's runtime on one host
     (the role's defaults: 1000 and 10 s for a replica, 1 and none for the primary)."""
     name = {lab.address(db): db for db in lab.hosts("databases")}
+    reader = lab.hostvars[web].get("proxysql_reader_hostgroup", 20)
     return {name[host]: (int(weight), int(lag)) for host, weight, lag in lab.proxysql_admin(
-        web, "SELECT hostname, weight, max_replication_lag FROM runtime_mysql_servers WHERE hostgroup_id = 20")}
+        web, f"SELECT hostname, weight, max_replication_lag FROM runtime_mysql_servers WHERE hostgroup_id = {reader}")}
 
 
 def recap_changes(lab, out, groups=("databases", "proxysql")):
