@@ -1,7 +1,9 @@
 """Ansible's PLAY RECAP read back: the counts of every host of a run.
 
   python -m harness.recap LOG --record FILE --seconds N
-      append {"date", "seconds", "changed", "hosts"} of the run to FILE (bin/lab)
+      append {"date", "ended", "seconds", "changed", "hosts"} of the run to FILE
+      (bin/lab); "ended" is the epoch time to the millisecond, "date" the
+      same to the second, for people
   python -m harness.recap LOG --no-change
       exit 1 naming each host with changes or failures (bin/test's idempotence)
 """
@@ -47,7 +49,9 @@ def main(argv=None):
         return  # nothing ran (--list-tasks, --syntax-check): nothing to record
     if args.record:
         with open(args.record, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": args.seconds,
+            now = time.time()
+            out.write(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "ended": round(now, 3),
+                                  "seconds": args.seconds,
                                   "changed": sum(c.get("changed", 0) for c in hosts.values()), "hosts": len(hosts)}) + "\n")
     if args.no_change:
         bad = {h: c for h, c in hosts.items() if c.get("changed") or c.get("failed") or c.get("unreachable")}

@@ -5,6 +5,7 @@ reports, a packet's facts in bin/trace. Real outputs, captured from the lab
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -57,6 +58,7 @@ def test_a_recorded_run_has_its_figures(tmp_path):
                        cwd=ROOT, check=True)
     runs = [json.loads(line) for line in history.read_text().splitlines()]
     assert len(runs) == 2 and {k: runs[0][k] for k in ("seconds", "changed", "hosts")} == {"seconds": 42, "changed": 9, "hosts": 3}
+    assert runs[0]["ended"] <= runs[1]["ended"] <= time.time() and runs[0]["date"].endswith("Z")
 
 
 def test_wrk_figures_and_every_error_counted():

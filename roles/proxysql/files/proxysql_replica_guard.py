@@ -11,7 +11,9 @@ visitors should get). This service tells the two apart every few seconds:
 - a replica whose primary does not answer is not: with the primary gone (or
   being failed over) it is the freshest copy left.
 
-A broken replica is set OFFLINE_SOFT in the reader hostgroup (no new query;
+A replica found broken in two rounds in a row, while ProxySQL's writer stayed
+where it was (a switchover stops replication for a moment), is set
+OFFLINE_SOFT in the reader hostgroup (no new query;
 reads fall back to the primary or to healthy replicas) with the comment
 "replication broken: ..."; once both threads run again it is set ONLINE and
 ProxySQL's lag check (max_replication_lag) keeps it out until it has caught
@@ -62,45 +64,95 @@ def answers(settings, address, port):
         return False
 
 
-def judge(settings, admin):
+def decide(servers, verdicts, earlier, stable):
+    """The changes to make, [(hostname, port, status, comment)]: a replica
+    judged broken in this round and the one before goes OFFLINE_SOFT, a
+    replica the guard took out that replicates again goes ONLINE. None while
+    the writer moves (not stable): a switchover stops a replica's replication
+    for a moment, and a load then could put back the writer it is replacing."""
+    if not stable:
+        return []
+    changes = []
+    for hostname, port, status, comment in servers:
+        if (hostname, port) not in verdicts:
+            continue  # it did not answer: ProxySQL's own monitor's job
+        why = verdicts[(hostname, port)]
+        if why and earlier.get((hostname, port)) and status == "ONLINE":
+            changes.append((hostname, port, "OFFLINE_SOFT", MARK + why[:80]))
+        elif not why and status == "OFFLINE_SOFT" and (comment or "").startswith(MARK):
+            changes.append((hostname, port, "ONLINE", ""))
+    return changes
+
+
+def writers(settings, admin):
+    """The writer hostgroup as ProxySQL's monitor placed it (runtime only)."""
+    with admin.cursor() as cur:
+        cur.execute("SELECT hostname, port, status FROM runtime_mysql_servers WHERE hostgroup_id = %s "
+                    "ORDER BY hostname, port", (settings["writer_hostgroup"],))
+        return tuple(tuple(row) for row in cur.fetchall())
+
+
+def judge(settings, admin, state):
+    """One round: judge every reader, then make the changes decide() finds."""
+    writers_before = writers(settings, admin)
     with admin.cursor() as cur:
         cur.execute("SELECT hostname, port, status, comment FROM mysql_servers WHERE hostgroup_id = %s",
                     (settings["reader_hostgroup"],))
-        servers = cur.fetchall()
-    changes = []
-    for hostname, port, status, comment in servers:
+        servers = [(hostname, int(port), status, comment) for hostname, port, status, comment in cur.fetchall()]
+    verdicts = {}
+    for hostname, port, _, _ in servers:
         t = time.monotonic()
         try:
-            why = replica_health(settings, hostname, int(port))
+            verdicts[(hostname, port)] = replica_health(settings, hostname, port)
         except Exception as exc:  # noqa: BLE001 - a server that does not answer is ProxySQL's own monitor's job
             if time.monotonic() - t > 5:
                 print(f"{hostname}:{port} took {time.monotonic() - t:.1f} s to fail: {exc}", flush=True)
-            continue
-        if why and status == "ONLINE":
-            changes.append((hostname, port, "OFFLINE_SOFT", MARK + why[:80]))
-        elif not why and status == "OFFLINE_SOFT" and comment.startswith(MARK):
-            changes.append((hostname, port, "ONLINE", ""))
+    writers_after = writers(settings, admin)
+    # The same writer at the last round, at this one's start and now.
+    stable = state.get("writers") == writers_before == writers_after
+    changes = decide(servers, verdicts, state.get("verdicts", {}), stable)
+    state.update(verdicts=verdicts, writers=writers_after)
     if changes:
-        with admin.cursor() as cur:
-            for hostname, port, status, comment in changes:
+        apply(settings, admin, servers, changes, writers_after)
+
+
+def apply(settings, admin, servers, changes, expected_writers):
+    """Load the changes to runtime. The monitor puts the writable server in the
+    writer hostgroup at runtime only: loading the declared servers alone would
+    take it out (OFFLINE_HARD) until the monitor's next read_only check, a
+    moment in which no write finds a server (the site's read-only page). Its
+    runtime row goes along with the load, unless the writer moved since the
+    round began (the changes wait for the next round); the declared
+    configuration is left as it was."""
+    reader, writer = settings["reader_hostgroup"], settings["writer_hostgroup"]
+    with admin.cursor() as cur:
+        for hostname, port, status, comment in changes:
+            cur.execute("UPDATE mysql_servers SET status = %s, comment = %s "
+                        "WHERE hostgroup_id = %s AND hostname = %s AND port = %s",
+                        (status, comment, reader, hostname, port))
+        # Memory may hold an earlier writer (a converge saves runtime to memory).
+        cur.execute("DELETE FROM mysql_servers WHERE hostgroup_id = %s", (writer,))
+        cur.execute("INSERT INTO mysql_servers (hostgroup_id, hostname, port, gtid_port, status, weight, "
+                    "compression, max_connections, max_replication_lag, use_ssl, max_latency_ms, comment) "
+                    "SELECT hostgroup_id, hostname, port, gtid_port, status, weight, compression, max_connections, "
+                    "max_replication_lag, use_ssl, max_latency_ms, comment FROM runtime_mysql_servers "
+                    "WHERE hostgroup_id = %s", (writer,))
+        cur.execute("SELECT hostname, port, status FROM mysql_servers WHERE hostgroup_id = %s ORDER BY hostname, port",
+                    (writer,))
+        copied = tuple(tuple(row) for row in cur.fetchall())
+        if copied == expected_writers:
+            cur.execute("LOAD MYSQL SERVERS TO RUNTIME")
+        else:
+            print(f"The writer moved ({expected_writers} -> {copied}): the changes wait for the next round", flush=True)
+            before = {(hostname, port): (status, comment) for hostname, port, status, comment in servers}
+            for hostname, port, _, _ in changes:
                 cur.execute("UPDATE mysql_servers SET status = %s, comment = %s "
                             "WHERE hostgroup_id = %s AND hostname = %s AND port = %s",
-                            (status, comment, settings["reader_hostgroup"], hostname, port))
-                print(f"{hostname}:{port} -> {status}" + (f" ({comment})" if comment else " (replicating again)"),
-                      flush=True)
-            # The monitor puts the writable server in the writer hostgroup at
-            # runtime only: loading the declared servers alone would take it
-            # out (OFFLINE_HARD) until the monitor's next read_only check, a
-            # second in which no write finds a server (the site's read-only
-            # page). Its runtime row goes along with the load, and the declared
-            # configuration is left as it was.
-            cur.execute("INSERT OR REPLACE INTO mysql_servers (hostgroup_id, hostname, port, gtid_port, status, weight, "
-                        "compression, max_connections, max_replication_lag, use_ssl, max_latency_ms, comment) "
-                        "SELECT hostgroup_id, hostname, port, gtid_port, status, weight, compression, max_connections, "
-                        "max_replication_lag, use_ssl, max_latency_ms, comment FROM runtime_mysql_servers "
-                        "WHERE hostgroup_id = %s", (settings["writer_hostgroup"],))
-            cur.execute("LOAD MYSQL SERVERS TO RUNTIME")
-            cur.execute("DELETE FROM mysql_servers WHERE hostgroup_id = %s", (settings["writer_hostgroup"],))
+                            (*before[(hostname, port)], reader, hostname, port))
+        cur.execute("DELETE FROM mysql_servers WHERE hostgroup_id = %s", (writer,))
+    if copied == expected_writers:
+        for hostname, port, status, comment in changes:
+            print(f"{hostname}:{port} -> {status}" + (f" ({comment})" if comment else " (replicating again)"), flush=True)
 
 
 def main():
@@ -108,6 +160,7 @@ def main():
 
     with open(SETTINGS, encoding="utf-8") as f:
         settings = json.load(f)
+    state = {}  # the last round's verdicts and writers
     while True:
         start = time.monotonic()
         try:
@@ -115,7 +168,7 @@ def main():
                                     password=settings["admin_password"], connect_timeout=2, read_timeout=10,
                                     write_timeout=10, autocommit=None)
             try:
-                judge(settings, admin)
+                judge(settings, admin, state)
             finally:
                 admin.close()
         except pymysql.MySQLError as exc:
