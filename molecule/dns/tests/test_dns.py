@@ -58,7 +58,7 @@ def test_trace_walks_root_then_tld_then_authoritative(client):
     steps = [server for i, server in enumerate(steps) if i == 0 or steps[i - 1] != server]
     assert steps[:2] == [ROOT, TLD], out
     assert steps[2:] in ([NS1], [NS2]), out
-    assert re.search(rf"^\.\s+\d+\s+IN\s+NS\s", out, re.M), out
+    assert re.search(r"^\.\s+\d+\s+IN\s+NS\s", out, re.M), out
     assert re.search(r"^test\.\s+\d+\s+IN\s+NS\s", out, re.M), out
     assert re.search(rf"^{ZONE}\.\s+\d+\s+IN\s+NS\s", out, re.M), out
     assert re.search(rf"^www\.{ZONE}\.\s+\d+\s+IN\s+A\s+{VIP}$", out, re.M), out

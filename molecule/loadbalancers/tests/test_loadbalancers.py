@@ -222,7 +222,7 @@ def status(host, url, opts=""):
 
 
 def test_an_unknown_host_name_gets_421_and_reaches_no_backend(host):
-    assert status(host, f"https://unknown.example.test/", f"--resolve unknown.example.test:443:{VIP} -k") == "421"
+    assert status(host, "https://unknown.example.test/", f"--resolve unknown.example.test:443:{VIP} -k") == "421"
     assert status(host, f"http://{VIP}/") == "421"  # by address, no name
     assert status(host, f"https://{SITE}/") == "200"
     assert status(host, "https://admin.example.test/") == "200"
@@ -566,7 +566,7 @@ def test_vip_moves_to_the_backup_when_haproxy_stops_and_preempts_back(host):
     by_lb = collections.Counter(r.get("lb") for r in results if r["ok"])
     report(f"VIP failover (systemctl stop haproxy on lb1): VIP on lb2 {takeover:.2f}s after the stop; "
            f"{len(results)} requests in the loop (one every ~50 ms), {len(failed)} failed; served by {dict(by_lb)}")
-    report(f"preempt on: haproxy started again on lb1, VIP back on lb1 "
+    report("preempt on: haproxy started again on lb1, VIP back on lb1 "
            + (f"{back_at - started:.2f}s later (track rise 2 x 1s)" if back_at else "never"))
     for r in failed:
         report(f"  failed request at stop{r['t'] - stopped:+.2f}s / start{r['t'] - started:+.2f}s: {r.get('error')}")
