@@ -204,11 +204,12 @@ def quiet_since(lab):
     converges = ROOT / "artifacts" / lab.name / "converges.jsonl"
     if converges.exists() and converges.read_text().strip():
         last = json.loads(converges.read_text().strip().splitlines()[-1])
-        # "ended" to the millisecond: "date", to the second, ends the window up
-        # to a second early, before a restart in the converge's last second
-        # (a handler at the end of the monitoring play: CI of eff6395).
-        ended = last.get("ended") or datetime.datetime.fromisoformat(last["date"].replace("Z", "+00:00")).timestamp()
-        if 0 <= SESSION_START - ended <= 900:
+        # "ended", to the millisecond: "date", to the second, began the window
+        # up to a second early, before a restart in the converge's last second
+        # (a handler at the end of the monitoring play: CI of eff6395). A
+        # record without it (older harness) does not count.
+        ended = last.get("ended")
+        if ended and 0 <= SESSION_START - ended <= 900:
             return ended
     return SESSION_START
 

@@ -116,6 +116,14 @@ def judge(settings, admin, state):
         apply(settings, admin, servers, changes, writers_after)
 
 
+def set_readers(cur, reader, rows):
+    """Set each (hostname, port, status, comment) of rows in the reader hostgroup, in memory."""
+    for hostname, port, status, comment in rows:
+        cur.execute("UPDATE mysql_servers SET status = %s, comment = %s "
+                    "WHERE hostgroup_id = %s AND hostname = %s AND port = %s",
+                    (status, comment, reader, hostname, port))
+
+
 def apply(settings, admin, servers, changes, expected_writers):
     """Load the changes to runtime. The monitor puts the writable server in the
     writer hostgroup at runtime only: loading the declared servers alone would
@@ -126,10 +134,7 @@ def apply(settings, admin, servers, changes, expected_writers):
     configuration is left as it was."""
     reader, writer = settings["reader_hostgroup"], settings["writer_hostgroup"]
     with admin.cursor() as cur:
-        for hostname, port, status, comment in changes:
-            cur.execute("UPDATE mysql_servers SET status = %s, comment = %s "
-                        "WHERE hostgroup_id = %s AND hostname = %s AND port = %s",
-                        (status, comment, reader, hostname, port))
+        set_readers(cur, reader, changes)
         # Memory may hold an earlier writer (a converge saves runtime to memory).
         cur.execute("DELETE FROM mysql_servers WHERE hostgroup_id = %s", (writer,))
         cur.execute("INSERT INTO mysql_servers (hostgroup_id, hostname, port, gtid_port, status, weight, "
@@ -142,17 +147,14 @@ def apply(settings, admin, servers, changes, expected_writers):
         copied = tuple(tuple(row) for row in cur.fetchall())
         if copied == expected_writers:
             cur.execute("LOAD MYSQL SERVERS TO RUNTIME")
+            for hostname, port, status, comment in changes:
+                print(f"{hostname}:{port} -> {status}" + (f" ({comment})" if comment else " (replicating again)"),
+                      flush=True)
         else:
             print(f"The writer moved ({expected_writers} -> {copied}): the changes wait for the next round", flush=True)
-            before = {(hostname, port): (status, comment) for hostname, port, status, comment in servers}
-            for hostname, port, _, _ in changes:
-                cur.execute("UPDATE mysql_servers SET status = %s, comment = %s "
-                            "WHERE hostgroup_id = %s AND hostname = %s AND port = %s",
-                            (*before[(hostname, port)], reader, hostname, port))
+            changed = {(hostname, port) for hostname, port, _, _ in changes}
+            set_readers(cur, reader, [row for row in servers if row[:2] in changed])
         cur.execute("DELETE FROM mysql_servers WHERE hostgroup_id = %s", (writer,))
-    if copied == expected_writers:
-        for hostname, port, status, comment in changes:
-            print(f"{hostname}:{port} -> {status}" + (f" ({comment})" if comment else " (replicating again)"), flush=True)
 
 
 def main():
