@@ -332,6 +332,8 @@ def test_a_changed_setting_and_a_rotated_password_cost_no_request(lab, client, s
     assert author["failed"] == 0, author
 
 
+@pytest.mark.only_on("vm", "Debian 13: Molecule's databases scenario runs the same drill on the same guard "
+                           "(test_a_replica_whose_sql_thread_stopped_leaves_the_readers_and_returns)")
 def test_a_replica_whose_replication_stopped_leaves_the_readers_and_returns(lab):
     """STOP SLAVE SQL_THREAD: within 15 s every read through ProxySQL's split
     port sees a row written since (proxysql-replica-guard takes the replica
@@ -712,6 +714,8 @@ def test_a_restarted_primary_takes_its_writes_back_by_itself(lab):
         assert not (ACKED | {row}) - table_ids(lab, db, WRITES_TABLE), db
 
 
+@pytest.mark.only_on("lab", "db_promote.yml's own checks, made before any change: the same tasks and queries on "
+                            "Debian 12, whose promotion the failover drill runs")
 def test_db_promote_refuses_bad_input_before_any_change(lab):
     primary, replica = databases(lab)
     web = lab.hosts("webservers")[0]
