@@ -185,6 +185,22 @@ def test_layer4_passes_tls_through_to_each_backend_round_robin_with_the_client_a
     assert not any("x-forwarded-for" in body["headers"] for _, body in answers)
 
 
+def test_layer4_sni_passes_the_sites_name_only(host):
+    """The passthrough listener names the site (sni): a ClientHello for another
+    name, one with no name, and plain HTTP are closed at the balancer (no
+    certificate, no answer); the listener without sni passes any name."""
+    def handshake(port, name_opts):
+        return host.run(f"echo | timeout 10 openssl s_client -connect {VIP}:{port} {name_opts} 2>&1")
+    for opts in ("-servername other.example.test", "-noservername"):
+        out = handshake(9443, opts)
+        assert out.rc != 0 and "BEGIN CERTIFICATE" not in out.stdout and "depth=0" not in out.stdout, (opts, out.stdout)
+    plain = host.run(f"curl -s --max-time 8 -H 'Host: {SITE}' http://{VIP}:9443/")
+    assert plain.rc != 0 and plain.stdout == "", (plain.rc, plain.stdout)
+    # The site's name in another case is the site's name.
+    assert "depth=0 CN" in handshake(9443, f"-servername {SITE.upper()}").stdout
+    assert "depth=0 CN" in handshake(9444, "-servername other.example.test").stdout
+
+
 def test_layer4_source_persistence_keeps_a_client_on_one_backend(host):
     count = collections.Counter(body["server"] for _, body in l4(host, 9444, 20) if body)
     report(f"layer 4, stick on src (leastconn), 20 connections: {dict(count)}")

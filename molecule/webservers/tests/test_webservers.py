@@ -212,6 +212,66 @@ def test_client_address_comes_from_trusted_proxies_only(client, db, webs):
         web1.check_output(f"rm -f {probe}")
 
 
+def tls_request(origin, ip, path, *args, proxy_client=None):
+    """HTTPS to one web host's own TLS (webservers_site_tls), the certificate
+    verified; with proxy_client, the connection starts with a PROXY protocol
+    header naming that client, as HAProxy's send-proxy-v2 does. Returns curl's
+    exit code, the status line and headers, and the body."""
+    proxy = ["--haproxy-protocol", "--haproxy-clientip", proxy_client] if proxy_client else []
+    cmd = ["curl", "-sS", "--max-time", "15", "-D", "-", "--cacert", "/root/site.crt", "--resolve", f"{SITE}:443:{ip}",
+           *proxy, *args, f"https://{SITE}{path}"]
+    out = origin.run(shlex.join(cmd))
+    head, _, body = out.stdout.partition("\r\n\r\n")
+    return out.rc, head, body
+
+
+def test_the_site_over_tls_names_the_client_of_the_proxy_protocol_header(client, webs):
+    """Layer 4 at the balancers: TLS ends on the web host, and the client's
+    address comes from the PROXY header (no X-Forwarded-For can exist)."""
+    visitor = "10.213.20.99"  # named in the header only: no packet goes there
+    probe = f"{ROOT}/molecule-tls-remote-addr.php"
+    for name, ip in WEB.items():
+        web = webs[name]
+        marker = f"tls-{uuid.uuid4().hex}"
+        rc, head, body = tls_request(client, ip, "/", "-A", marker, proxy_client=visitor)
+        assert rc == 0 and head.startswith("HTTP/1.1 200"), (name, rc, head)
+        assert f"<title>{TITLE}" in body, name
+        assert "strict-transport-security: max-age=63072000" in head.lower(), head
+        assert _access_log_line(web, marker).startswith(f"{visitor} "), name
+        # PHP sees the same address, and HTTPS from the connection itself.
+        web.check_output(f"printf '%s' '<?php echo $_SERVER[\"REMOTE_ADDR\"], \" \", $_SERVER[\"HTTPS\"] ?? \"off\";' > {probe}")
+        try:
+            assert tls_request(client, ip, "/molecule-tls-remote-addr.php", proxy_client=visitor)[2] == f"{visitor} on", name
+        finally:
+            web.check_output(f"rm -f {probe}")
+
+
+def test_a_tls_connection_without_the_proxy_header_is_closed(client):
+    rc, head, _ = tls_request(client, WEB["ws-web1"], "/")
+    assert rc != 0 and not head.startswith("HTTP/"), (rc, head)
+
+
+def test_a_certificate_that_is_not_its_keys_is_refused_and_tls_keeps_serving(client, webs):
+    """The site's certificate with another key: the play fails on the check
+    before the file is put in place, naming why; the web host keeps serving
+    TLS with the certificate it had."""
+    ephemeral = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
+    with open(f"{ephemeral}/site.crt") as crt, open(f"{ephemeral}/other.key") as key:
+        mismatched = crt.read() + key.read()
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+        f.write(mismatched)
+    try:
+        extra = json.dumps({"webservers_site_tls": {"certificate": f.name, "proxy_protocol": True}})
+        proc = playbook(ROOT_DIR / "playbooks" / "webservers.yml", "--tags", "apache", "--limit", "ws-web1", "-e", extra)
+    finally:
+        os.unlink(f.name)
+    assert proc.returncode != 0, proc.output[-2000:]
+    assert "not a certificate followed by its own private key" in proc.output, proc.output[-3000:]
+    assert "changed=0" in proc.output.split("PLAY RECAP")[-1], proc.output[-1500:]
+    rc, head, _ = tls_request(client, WEB["ws-web1"], "/", "-o", "/dev/null", proxy_client="10.213.20.99")
+    assert rc == 0 and head.startswith("HTTP/1.1 200"), (rc, head)
+
+
 def test_https_is_believed_from_trusted_proxies_only(client, db):
     # FORCE_SSL_ADMIN: the login page redirects unless the request is HTTPS.
     status, _, body = request(client, WEB["ws-web1"], "/wp-login.php", *PROXY)
